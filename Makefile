@@ -1,0 +1,39 @@
+# Twill: the two commands an operator or CI needs.
+#   make demo   build the plugins, connect two namespaces through our bridge, ping across
+#   make test   install what is missing, build, lint and run every test (needs root)
+#   make bench  time our plugins against the reference plugins; writes docs/benchmarks.md
+
+APT_PACKAGES := pkg-config libnftnl-dev libmnl-dev protobuf-compiler libprotobuf-dev \
+	iproute2 nftables iptables conntrack etcd-server iperf3 curl podman runc \
+	containernetworking-plugins busybox-static
+CARGO ?= cargo
+
+.PHONY: deps build lint test demo bench clean
+
+deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+build: deps
+	$(CARGO) build --workspace --all-targets
+
+lint: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+test: build lint
+	$(CARGO) test --workspace
+
+demo: deps
+	$(CARGO) build --workspace --bins
+	bash e2e/demo.sh
+
+bench: deps
+	$(CARGO) build --release --workspace --bins
+	bash e2e/bench-plugins.sh
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,1 @@
+//! Netlink: namespaces, links, addresses, routes, sysctls (being written).

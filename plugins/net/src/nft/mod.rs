@@ -1,0 +1,1 @@
+//! nftables transactions (being written).

@@ -1,0 +1,290 @@
+//! Test support shared by the plugin and end-to-end tests.
+//!
+//! Every privileged test works inside network namespaces it creates through [`Netns`], whose
+//! `Drop` removes them again (also when the test panics), so nothing leaks into the root
+//! namespace. Plugins are run exactly as a runtime runs them: a fresh process with `CNI_*`
+//! variables and the config on stdin, optionally entered into a "host" namespace first so the
+//! plugin's host-side work (bridges, nftables, sysctls) stays inside the test's namespaces.
+//! Missing privileges or tools fail the test with a message saying what to install; nothing
+//! skips silently.
+
+#![allow(clippy::unwrap_used)]
+
+use serde_json::Value;
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A name unique to this process and call, at most `prefix.len() + 9` bytes (interface names
+/// must stay within 15).
+pub fn unique(prefix: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    format!("{prefix}{:x}{:x}", std::process::id() % 0xfffff, n)
+}
+
+/// Fails the test unless it runs as root.
+pub fn require_root() {
+    if unsafe { libc::geteuid() } != 0 {
+        panic!("this test needs root (network namespaces); run it as root, e.g. sudo make test");
+    }
+}
+
+/// Fails the test unless `tool` is on PATH, naming the Debian package to install.
+pub fn require_tool(tool: &str, package: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false);
+    if !found {
+        panic!("{tool} not found: install it with `apt-get install {package}` (make test does)");
+    }
+}
+
+/// Directory of the workspace's built executables (`target/<profile>`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<test-binary>
+    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    dir
+}
+
+/// Path of one of our built plugins; fails with a hint when it was not built.
+pub fn our_plugin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.is_file(),
+        "{} is missing: build the workspace first (cargo build --workspace, as make test does)",
+        p.display()
+    );
+    p
+}
+
+/// The reference plugins' directory.
+pub fn reference_dir() -> PathBuf {
+    let d = PathBuf::from("/usr/lib/cni");
+    assert!(
+        d.join("bridge").is_file(),
+        "reference CNI plugins not found in /usr/lib/cni: apt-get install containernetworking-plugins"
+    );
+    d
+}
+
+/// A network namespace at `/run/netns/<name>`, removed on drop.
+#[derive(Debug)]
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    /// Creates `/run/netns/<unique name>` with `lo` up.
+    pub fn new(prefix: &str) -> Netns {
+        require_root();
+        require_tool("ip", "iproute2");
+        let name = unique(prefix);
+        run_ok(Command::new("ip").args(["netns", "add", &name]));
+        let ns = Netns { name };
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from("/run/netns").join(&self.name)
+    }
+
+    pub fn path_str(&self) -> String {
+        self.path().to_string_lossy().into_owned()
+    }
+
+    /// Runs `ip <args>` inside the namespace and returns stdout; panics on failure.
+    pub fn ip(&self, args: &[&str]) -> String {
+        let mut full = vec!["-n", self.name.as_str()];
+        full.extend_from_slice(args);
+        run_ok(Command::new("ip").args(&full))
+    }
+
+    /// Runs a program inside the namespace (with /sys remounted, via `ip netns exec`).
+    pub fn exec(&self, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Like [`Netns::exec`] but panics on failure and returns stdout.
+    pub fn exec_ok(&self, args: &[&str]) -> String {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name]).args(args);
+        run_ok(&mut c)
+    }
+
+    /// A `Command` that will run inside this namespace (setns before exec, no /sys remount).
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new(program);
+        let file = std::fs::File::open(self.path()).unwrap();
+        // SAFETY: only async-signal-safe calls (setns) run between fork and exec.
+        unsafe {
+            c.pre_exec(move || {
+                use std::os::fd::AsRawFd;
+                if libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        c
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+    }
+}
+
+fn run_ok(c: &mut Command) -> String {
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{:?} failed: {}{}",
+        c,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// What one plugin invocation printed.
+#[derive(Debug)]
+pub struct Outcome {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Outcome {
+    /// stdout parsed as JSON (panics with the text if it is not).
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {:?} / {}", self.stdout, self.stderr))
+    }
+
+    /// The error code of a failed call.
+    pub fn code(&self) -> u64 {
+        assert!(!self.success, "expected failure, got success: {}", self.stdout);
+        self.json()["code"].as_u64().unwrap()
+    }
+
+    /// Asserts success and returns stdout as JSON (Null when empty).
+    pub fn ok(&self) -> Value {
+        assert!(self.success, "plugin failed: {} {}", self.stdout, self.stderr);
+        if self.stdout.trim().is_empty() { Value::Null } else { self.json() }
+    }
+}
+
+/// One plugin invocation as a runtime performs it.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub bin: PathBuf,
+    pub env: Vec<(String, String)>,
+    /// Namespace the plugin process runs in (the test's "host"); `None` = the test's own.
+    pub host_ns: Option<String>,
+}
+
+impl Invocation {
+    /// `CNI_COMMAND=<cmd>`, plus `CNI_CONTAINERID`, `CNI_NETNS`, `CNI_IFNAME` and `CNI_PATH`
+    /// set from the arguments (use [`Invocation::set`]/[`Invocation::unset`] to change them).
+    pub fn new(bin: &Path, cmd: &str, container_id: &str, netns: &str, ifname: &str, cni_path: &str) -> Invocation {
+        Invocation {
+            bin: bin.to_path_buf(),
+            env: vec![
+                ("CNI_COMMAND".into(), cmd.into()),
+                ("CNI_CONTAINERID".into(), container_id.into()),
+                ("CNI_NETNS".into(), netns.into()),
+                ("CNI_IFNAME".into(), ifname.into()),
+                ("CNI_PATH".into(), cni_path.into()),
+            ],
+            host_ns: None,
+        }
+    }
+
+    pub fn set(mut self, k: &str, v: &str) -> Self {
+        self.env.retain(|(n, _)| n != k);
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    pub fn unset(mut self, k: &str) -> Self {
+        self.env.retain(|(n, _)| n != k);
+        self
+    }
+
+    pub fn in_ns(mut self, ns: &Netns) -> Self {
+        self.host_ns = Some(ns.name.clone());
+        self
+    }
+
+    pub fn command(&self, cmd: &str) -> Self {
+        self.clone().set("CNI_COMMAND", cmd)
+    }
+
+    /// Runs the plugin with `stdin` and collects its output.
+    pub fn run(&self, stdin: &str) -> Outcome {
+        let mut c = match &self.host_ns {
+            Some(n) => Netns { name: n.clone() }.command_keep(&self.bin),
+            None => Command::new(&self.bin),
+        };
+        c.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        Outcome {
+            success: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+impl Netns {
+    /// [`Netns::command`] for a namespace this value does not own (it is not removed).
+    fn command_keep(self, program: &Path) -> Command {
+        let c = self.command(program);
+        std::mem::forget(self);
+        c
+    }
+}
+
+/// A temporary directory removed on drop.
+#[derive(Debug)]
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str) -> TempDir {
+        let p = std::env::temp_dir().join(unique(&format!("twill-{prefix}-")));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn str(&self) -> String {
+        self.0.to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
