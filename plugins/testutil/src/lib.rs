@@ -47,8 +47,7 @@ pub fn require_tool(tool: &str, package: &str) {
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     // target/<profile>/deps/<test-binary>
-    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    dir
+    exe.parent().unwrap().parent().unwrap().to_path_buf()
 }
 
 /// Path of one of our built plugins; fails with a hint when it was not built.
@@ -141,7 +140,9 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
     }
 }
 
@@ -168,20 +169,36 @@ pub struct Outcome {
 impl Outcome {
     /// stdout parsed as JSON (panics with the text if it is not).
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {:?} / {}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}): {:?} / {}",
+                self.stdout, self.stderr
+            )
+        })
     }
 
     /// The error code of a failed call.
     pub fn code(&self) -> u64 {
-        assert!(!self.success, "expected failure, got success: {}", self.stdout);
+        assert!(
+            !self.success,
+            "expected failure, got success: {}",
+            self.stdout
+        );
         self.json()["code"].as_u64().unwrap()
     }
 
     /// Asserts success and returns stdout as JSON (Null when empty).
     pub fn ok(&self) -> Value {
-        assert!(self.success, "plugin failed: {} {}", self.stdout, self.stderr);
-        if self.stdout.trim().is_empty() { Value::Null } else { self.json() }
+        assert!(
+            self.success,
+            "plugin failed: {} {}",
+            self.stdout, self.stderr
+        );
+        if self.stdout.trim().is_empty() {
+            Value::Null
+        } else {
+            self.json()
+        }
     }
 }
 
@@ -197,7 +214,14 @@ pub struct Invocation {
 impl Invocation {
     /// `CNI_COMMAND=<cmd>`, plus `CNI_CONTAINERID`, `CNI_NETNS`, `CNI_IFNAME` and `CNI_PATH`
     /// set from the arguments (use [`Invocation::set`]/[`Invocation::unset`] to change them).
-    pub fn new(bin: &Path, cmd: &str, container_id: &str, netns: &str, ifname: &str, cni_path: &str) -> Invocation {
+    pub fn new(
+        bin: &Path,
+        cmd: &str,
+        container_id: &str,
+        netns: &str,
+        ifname: &str,
+        cni_path: &str,
+    ) -> Invocation {
         Invocation {
             bin: bin.to_path_buf(),
             env: vec![
@@ -244,7 +268,12 @@ impl Invocation {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = c.spawn().unwrap();
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
         let out = child.wait_with_output().unwrap();
         Outcome {
             success: out.status.success(),
