@@ -2,4 +2,6 @@
 //! Pure, so the rules are unit-tested without etcd; the etcd client sits on top.
 
 pub mod alloc;
+pub mod manager;
 pub mod record;
+pub mod registry;
