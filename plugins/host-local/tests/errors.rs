@@ -156,3 +156,37 @@ fn a_first_allocation_that_fails_leaves_no_last_reserved_file() {
     assert_eq!(after.remove("lock").as_deref(), Some(""));
     assert_eq!(after, before);
 }
+
+#[test]
+fn del_releases_even_when_the_config_no_longer_validates() {
+    // DEL reads only the network name and dataDir (the spec: DEL is best effort), so an
+    // edited range config, unknown CNI_ARGS or ranges that came from the ipRanges capability
+    // never keep an address allocated. The reference fails these DELs.
+    let s = Side::ours();
+    let rc = json!({"runtimeConfig": {"ipRanges": [[{"subnet": "10.9.0.0/24"}]]}});
+    s.run("ADD", "a", &s.conf("1.0.0", &json!({}), &rc)).ok();
+    s.run(
+        "ADD",
+        "b",
+        &s.conf("1.0.0", &json!({"subnet": "10.1.2.0/24"}), &Value::Null),
+    )
+    .ok();
+    assert_eq!(s.reservations().len(), 2);
+    let broken = s.conf("1.0.0", &json!({"subnet": "10.1.2.0/31"}), &Value::Null);
+    s.inv("DEL", "a")
+        .set("CNI_ARGS", "K8S_POD_NAME=x")
+        .run(&broken)
+        .ok();
+    s.run("DEL", "b", &broken).ok();
+    assert!(s.reservations().is_empty());
+    let theirs = Side::reference();
+    assert!(
+        !theirs
+            .run(
+                "DEL",
+                "a",
+                &theirs.conf("1.0.0", &json!({"subnet": "10.1.2.0/31"}), &Value::Null)
+            )
+            .success
+    );
+}
