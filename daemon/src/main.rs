@@ -31,9 +31,9 @@ struct Flags {
     /// Where the node subnet is published for the twill CNI plugin.
     #[arg(long, default_value = twill_subnet_file::DEFAULT_PATH)]
     subnet_file: PathBuf,
-    /// Serve /metrics, /healthz and /status here (e.g. 127.0.0.1:9464).
-    #[arg(long)]
-    metrics_addr: Option<SocketAddr>,
+    /// Serve /metrics, /healthz and /status (read by netctl) here.
+    #[arg(long, env = "TWILL_METRICS_ADDR", default_value = "127.0.0.1:9464")]
+    metrics_addr: SocketAddr,
     /// This node's name (default: the hostname).
     #[arg(long, env = "NODE_NAME")]
     node_name: Option<String>,
@@ -76,7 +76,7 @@ async fn main() -> anyhow::Result<()> {
         iface: flags.iface,
         public_ip: flags.public_ip,
         subnet_file: flags.subnet_file,
-        metrics_addr: flags.metrics_addr,
+        metrics_addr: Some(flags.metrics_addr),
         node_name: flags.node_name.unwrap_or_else(hostname),
         ip_masq: flags.ip_masq,
         lease_ttl: Duration::from_secs(flags.lease_ttl_secs.max(1)),

@@ -82,6 +82,7 @@ pub async fn run(opts: Options, mut shutdown: watch::Receiver<bool>) -> anyhow::
     };
     state.update(|s| {
         s.backend = backend.type_name().into();
+        s.overlay_dev = backend.overlay_dev();
         s.network = Some(cfg.network.to_string());
     });
 
@@ -168,6 +169,9 @@ pub async fn run(opts: Options, mut shutdown: watch::Receiver<bool>) -> anyhow::
             s.routes_programmed = want.routes.len();
             s.neighbours_programmed = want.neighbours.len();
             s.fdb_programmed = want.fdb.len();
+            s.desired_routes = want.routes.iter().map(|r| r.to_string()).collect();
+            s.desired_neighbours = want.neighbours.iter().map(|n| n.to_string()).collect();
+            s.desired_fdb = want.fdb.iter().map(|f| f.to_string()).collect();
             s.unreachable_peers = unreachable;
             s.last_reconcile_at = Some(now());
         });

@@ -5,7 +5,7 @@
 //! (lease keeper, peer watch, reconcile loop) and only read by the HTTP handlers, so the
 //! handlers never wait on netlink or etcd.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -14,7 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 const KEEP_ERRORS: usize = 20;
 
 /// Lease state as reported to operators.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum LeasePhase {
     /// No lease yet (etcd unreachable at start, or the network is full).
@@ -26,7 +26,8 @@ pub enum LeasePhase {
 }
 
 /// A snapshot for `/status`.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Status {
     pub node: String,
     pub backend: String,
@@ -42,6 +43,13 @@ pub struct Status {
     pub neighbours_programmed: usize,
     pub fdb_programmed: usize,
     pub unreachable_peers: Vec<String>,
+    /// What the last reconcile wanted, rendered like iproute2 (`netctl routes` compares it
+    /// with the kernel).
+    pub desired_routes: Vec<String>,
+    pub desired_neighbours: Vec<String>,
+    pub desired_fdb: Vec<String>,
+    /// Our overlay device, if the backend has one.
+    pub overlay_dev: Option<String>,
     pub last_reconcile_at: Option<u64>,
     pub last_errors: Vec<String>,
 }
