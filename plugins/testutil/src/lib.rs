@@ -47,8 +47,7 @@ pub fn require_tool(tool: &str, package: &str) {
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     // target/<profile>/deps/<test-binary>
-    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    dir
+    exe.parent().unwrap().parent().unwrap().to_path_buf()
 }
 
 /// Path of one of our built plugins; fails with a hint when it was not built.
