@@ -11,12 +11,15 @@
 //!   plugin process; used by the benchmark.
 //! - [`subnet`]: unique test subnets.
 //! - [`stats`] and [`report`]: pure summaries and the `docs/benchmarks.md` rendering.
+//! - [`podman`]: podman as a real CNI client, confined to a test "node" namespace and to its
+//!   own temporary state.
 //!
 //! Nothing in the workspace depends on this crate; it depends on `twill-testutil` for
 //! namespaces, temporary directories and plugin invocation.
 
 pub mod chain;
 pub mod plugins;
+pub mod podman;
 pub mod report;
 pub mod stats;
 pub mod subnet;
