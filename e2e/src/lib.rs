@@ -23,3 +23,13 @@ pub mod podman;
 pub mod report;
 pub mod stats;
 pub mod subnet;
+
+use std::path::PathBuf;
+
+/// The first `tool` on `PATH`, if any.
+pub fn which(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+}

@@ -287,7 +287,7 @@ fn rootfs_tarball(cache_dir: &Path) -> PathBuf {
     if tarball.is_file() {
         return tarball;
     }
-    let busybox = which("busybox")
+    let busybox = crate::which("busybox")
         .unwrap_or_else(|| panic!("busybox not found: apt-get install busybox-static"));
     let rootfs = TempDir::new("rootfs");
     let bin = rootfs.path().join("bin");
@@ -321,13 +321,6 @@ fn rootfs_tarball(cache_dir: &Path) -> PathBuf {
     std::fs::rename(&partial, &tarball)
         .unwrap_or_else(|e| panic!("rename {}: {e}", partial.display()));
     tarball
-}
-
-fn which(tool: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(tool))
-        .find(|p| p.is_file())
 }
 
 #[cfg(test)]
