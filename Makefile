@@ -5,7 +5,7 @@
 
 APT_PACKAGES := pkg-config libnftnl-dev libmnl-dev protobuf-compiler libprotobuf-dev \
 	iproute2 nftables iptables conntrack etcd-server iperf3 curl podman runc \
-	containernetworking-plugins busybox-static
+	containernetworking-plugins busybox-static iputils-ping
 CARGO ?= cargo
 
 .PHONY: deps build lint test demo bench clean

@@ -11,6 +11,8 @@
 //!   plugin process; used by the benchmark.
 //! - [`subnet`]: unique test subnets.
 //! - [`stats`] and [`report`]: pure summaries and the `docs/benchmarks.md` rendering.
+//! - [`cluster`]: a multi-node cluster in namespaces: underlay, real etcd, one `twilld` per
+//!   node, pods through the `twill` CNI plugin.
 //! - [`podman`]: podman as a real CNI client, confined to a test "node" namespace and to its
 //!   own temporary state.
 //!
@@ -18,6 +20,7 @@
 //! namespaces, temporary directories and plugin invocation.
 
 pub mod chain;
+pub mod cluster;
 pub mod plugins;
 pub mod podman;
 pub mod report;

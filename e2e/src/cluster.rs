@@ -1,0 +1,416 @@
+//! A Kubernetes-like cluster on one machine, built from network namespaces.
+//!
+//! ```text
+//!   underlay ns:  br0 192.168.100.254/24 ── etcd (real etcd-server on the underlay)
+//!                  │ n1      │ n2      │ nN        (veth ports of br0)
+//!   node ns i:    eth0 192.168.100.i/24, default route via .254, one twilld
+//!                  └─ cni0 ── pods (namespaces) attached through the twill CNI plugin
+//! ```
+//!
+//! Every namespace, process and temporary directory belongs to the [`Cluster`] value and is
+//! removed when it drops, also when a test panics. Nodes run the real `twilld` and pods are
+//! created exactly as a runtime would: the `twill` plugin executed in the node's namespace
+//! with `CNI_*` variables and the config on stdin, delegating to our `bridge` and
+//! `host-local`. Each node keeps its own subnet file, IPAM and delegate directories, so many
+//! "nodes" share one filesystem without seeing each other's state.
+
+use serde_json::{Value, json};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+use twill_testutil::{Etcd, Invocation, Netns, TempDir, bin_dir};
+use twilld::lease::registry::Registry;
+
+/// The etcd key prefix the cluster uses.
+pub const PREFIX: &str = "/twill/network";
+/// The underlay subnet (private to the cluster's own namespaces).
+pub const UNDERLAY: &str = "192.168.100";
+
+/// One node: its namespace, daemon and files.
+#[derive(Debug)]
+pub struct Node {
+    pub index: u8,
+    pub ns: Netns,
+    pub dir: PathBuf,
+    daemon: Option<Child>,
+}
+
+impl Node {
+    pub fn name(&self) -> String {
+        format!("node{}", self.index)
+    }
+
+    pub fn ip(&self) -> Ipv4Addr {
+        Ipv4Addr::new(192, 168, 100, self.index)
+    }
+
+    pub fn subnet_file(&self) -> PathBuf {
+        self.dir.join("subnet.env")
+    }
+
+    pub fn log_file(&self) -> PathBuf {
+        self.dir.join("twilld.log")
+    }
+
+    /// The daemon's log so far (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_file()).unwrap_or_default()
+    }
+
+    /// PID of the running twilld.
+    pub fn daemon_pid(&self) -> Option<u32> {
+        self.daemon.as_ref().map(|c| c.id())
+    }
+
+    /// Kills twilld (SIGKILL: the harshest restart) and waits for it.
+    pub fn kill_daemon(&mut self) {
+        if let Some(mut c) = self.daemon.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The `twill` plugin config for pods on this node.
+    pub fn cni_config(&self) -> Value {
+        json!({
+            "cniVersion": "1.0.0",
+            "name": "twill",
+            "type": "twill",
+            "subnetFile": self.subnet_file(),
+            "dataDir": self.dir.join("delegates"),
+            "ipam": {"dataDir": self.dir.join("ipam")},
+        })
+    }
+}
+
+/// A pod: its namespace and address.
+#[derive(Debug)]
+pub struct Pod {
+    pub node: u8,
+    pub id: String,
+    pub ns: Netns,
+    pub ip: Ipv4Addr,
+}
+
+/// The whole cluster. Drop order: pods, daemons, nodes, etcd, underlay, files.
+pub struct Cluster {
+    pub pods: Vec<Pod>,
+    pub nodes: Vec<Node>,
+    pub etcd: Etcd,
+    pub underlay: Netns,
+    pub tmp: TempDir,
+    pub net_conf: String,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("nodes", &self.nodes.len())
+            .finish()
+    }
+}
+
+fn run_ok(ns: &Netns, args: &[&str]) {
+    ns.ip(args);
+}
+
+/// Runs a future on a small runtime (the harness is synchronous).
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(f)
+}
+
+impl Cluster {
+    /// Underlay, etcd with `net_conf` at `<prefix>/config`, and `n` node namespaces (no
+    /// daemons yet: see [`Cluster::start_daemons`]).
+    pub fn new(n: u8, net_conf: &str) -> Cluster {
+        let tmp = TempDir::new("cluster");
+        let underlay = Netns::new("twu");
+        run_ok(&underlay, &["link", "add", "br0", "type", "bridge"]);
+        run_ok(
+            &underlay,
+            &["addr", "add", &format!("{UNDERLAY}.254/24"), "dev", "br0"],
+        );
+        run_ok(&underlay, &["link", "set", "br0", "up"]);
+        let etcd = Etcd::start_on(Some(&underlay), &format!("{UNDERLAY}.254"));
+        let mut nodes = Vec::new();
+        for i in 1..=n {
+            let ns = Netns::new("twn");
+            let port = format!("n{i}");
+            run_ok(
+                &underlay,
+                &[
+                    "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns.name,
+                ],
+            );
+            run_ok(&underlay, &["link", "set", &port, "master", "br0", "up"]);
+            run_ok(
+                &ns,
+                &["addr", "add", &format!("{UNDERLAY}.{i}/24"), "dev", "eth0"],
+            );
+            run_ok(&ns, &["link", "set", "eth0", "up"]);
+            run_ok(
+                &ns,
+                &["route", "add", "default", "via", &format!("{UNDERLAY}.254")],
+            );
+            let dir = tmp.path().join(format!("node{i}"));
+            std::fs::create_dir_all(&dir).expect("node dir");
+            nodes.push(Node {
+                index: i,
+                ns,
+                dir,
+                daemon: None,
+            });
+        }
+        let c = Cluster {
+            pods: Vec::new(),
+            nodes,
+            etcd,
+            underlay,
+            tmp,
+            net_conf: net_conf.to_owned(),
+        };
+        let conf = c.net_conf.clone();
+        c.with_registry(async move |r| r.put_config(&conf).await)
+            .expect("put network config");
+        c
+    }
+
+    /// Runs `f` with an etcd client. etcd listens on the underlay only, so the client lives
+    /// on a scoped thread that entered the underlay namespace (its sockets are created
+    /// there); the test's own namespace never gets a route to the cluster.
+    pub fn with_registry<T: Send>(&self, f: impl AsyncFnOnce(&Registry) -> T + Send) -> T {
+        let endpoint = self.etcd.endpoint.clone();
+        let path = self.underlay.path();
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                let file = std::fs::File::open(&path).expect("open underlay netns");
+                nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+                    .expect("enter underlay netns");
+                block_on(async move {
+                    let reg = Registry::connect(std::slice::from_ref(&endpoint), PREFIX)
+                        .await
+                        .expect("connect etcd");
+                    f(&reg).await
+                })
+            })
+            .join()
+            .expect("registry thread")
+        })
+    }
+
+    /// Starts twilld on node `i` (1-based) and waits for its subnet file.
+    pub fn start_daemon(&mut self, i: u8) {
+        let endpoint = self.etcd.endpoint.clone();
+        let node = &mut self.nodes[usize::from(i - 1)];
+        assert!(
+            node.daemon.is_none(),
+            "twilld already runs on {}",
+            node.name()
+        );
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(node.log_file())
+            .expect("log file");
+        let log2 = log.try_clone().expect("log file");
+        let child = node
+            .ns
+            .command(bin_dir().join("twilld"))
+            .args([
+                "--etcd-endpoints",
+                &endpoint,
+                "--etcd-prefix",
+                PREFIX,
+                "--subnet-file",
+                &node.subnet_file().to_string_lossy(),
+                "--node-name",
+                &node.name(),
+                "--metrics-addr",
+                "127.0.0.1:9464",
+                "--resync-secs",
+                "5",
+            ])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log2))
+            .spawn()
+            .expect("spawn twilld (cargo build --workspace builds it)");
+        node.daemon = Some(child);
+    }
+
+    /// Starts every daemon, then waits until each has written its subnet file.
+    pub fn start_daemons(&mut self) {
+        for i in 1..=self.nodes.len() as u8 {
+            self.start_daemon(i);
+        }
+        for i in 1..=self.nodes.len() as u8 {
+            self.wait_subnet_file(i);
+        }
+    }
+
+    /// Waits until node `i` has a subnet file.
+    pub fn wait_subnet_file(&self, i: u8) -> twill_subnet_file::SubnetFile {
+        let node = &self.nodes[usize::from(i - 1)];
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(f) = twill_subnet_file::SubnetFile::read(&node.subnet_file()) {
+                return f;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} wrote no subnet file in 30 s; log:\n{}",
+                node.name(),
+                node.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Creates a pod on node `i` through the twill CNI plugin and returns its index in
+    /// `self.pods`.
+    pub fn add_pod(&mut self, i: u8) -> usize {
+        let node = &self.nodes[usize::from(i - 1)];
+        let n = self.pods.iter().filter(|p| p.node == i).count();
+        let id = format!("pod-{i}-{n}");
+        let ns = Netns::new("twp");
+        let out = Invocation::new(
+            &bin_dir().join("twill"),
+            "ADD",
+            &id,
+            &ns.path_str(),
+            "eth0",
+            &bin_dir().to_string_lossy(),
+        )
+        .in_ns(&node.ns)
+        .run(&node.cni_config().to_string());
+        let result = out.ok();
+        let ip: Ipv4Addr = result["ips"][0]["address"]
+            .as_str()
+            .and_then(|a| a.split('/').next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no IPv4 address in {result}"));
+        self.pods.push(Pod {
+            node: i,
+            id,
+            ns,
+            ip,
+        });
+        self.pods.len() - 1
+    }
+
+    /// Runs DEL for pod `p` (the pod namespace stays until the pod value drops).
+    pub fn del_pod(&self, p: usize) {
+        let pod = &self.pods[p];
+        let node = &self.nodes[usize::from(pod.node - 1)];
+        Invocation::new(
+            &bin_dir().join("twill"),
+            "DEL",
+            &pod.id,
+            &pod.ns.path_str(),
+            "eth0",
+            &bin_dir().to_string_lossy(),
+        )
+        .in_ns(&node.ns)
+        .run(&node.cni_config().to_string())
+        .ok();
+    }
+
+    /// Pings `to` from pod `from` once (1 s timeout); true when answered.
+    pub fn ping(&self, from: usize, to: Ipv4Addr) -> bool {
+        twill_testutil::require_tool("ping", "iputils-ping");
+        self.pods[from]
+            .ns
+            .command("ping")
+            .args(["-c", "1", "-W", "1", &to.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    }
+
+    /// Every pod pings every other pod; returns the pairs that failed (after `retries`
+    /// attempts each, so routes still being programmed are not counted as failures).
+    pub fn ping_mesh(&self, retries: u32) -> Vec<(String, String)> {
+        let mut failed = Vec::new();
+        for a in 0..self.pods.len() {
+            for b in 0..self.pods.len() {
+                if a == b {
+                    continue;
+                }
+                let ok = (0..retries.max(1)).any(|_| self.ping(a, self.pods[b].ip));
+                if !ok {
+                    failed.push((self.pods[a].id.clone(), self.pods[b].id.clone()));
+                }
+            }
+        }
+        failed
+    }
+
+    /// `ip route show proto 116` on node `i`: the routes twilld owns, sorted.
+    pub fn owned_routes(&self, i: u8) -> Vec<String> {
+        let mut v: Vec<String> = self.nodes[usize::from(i - 1)]
+            .ns
+            .ip(&["route", "show", "proto", "116"])
+            .lines()
+            .map(|l| l.trim().to_owned())
+            .filter(|l| !l.is_empty())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Neighbour and FDB entries on `dev` of node `i`, sorted (empty when no such device).
+    pub fn overlay_entries(&self, i: u8, dev: &str) -> Vec<String> {
+        let ns = &self.nodes[usize::from(i - 1)].ns;
+        let neigh = ns.exec(&["ip", "neigh", "show", "dev", dev]);
+        let fdb = ns.exec(&["bridge", "fdb", "show", "dev", dev]);
+        let mut v: Vec<String> = String::from_utf8_lossy(&neigh.stdout)
+            .lines()
+            .chain(String::from_utf8_lossy(&fdb.stdout).lines())
+            .map(|l| l.trim().to_owned())
+            .filter(|l| l.contains("PERMANENT") || l.contains("dst "))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Waits until `check` holds, up to `timeout`; panics with `what` and the daemon logs.
+    pub fn wait_until(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut check: impl FnMut(&Cluster) -> bool,
+    ) {
+        let deadline = Instant::now() + timeout;
+        while !check(self) {
+            if Instant::now() > deadline {
+                let logs: Vec<String> = self
+                    .nodes
+                    .iter()
+                    .map(|n| format!("--- {} ---\n{}", n.name(), n.log()))
+                    .collect();
+                panic!("timed out waiting for {what}\n{}", logs.join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The node directory (subnet file, IPAM data, logs).
+    pub fn dir(&self) -> &Path {
+        self.tmp.path()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            n.kill_daemon();
+        }
+    }
+}
