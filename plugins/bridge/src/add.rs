@@ -18,6 +18,8 @@ use ipnetwork::IpNetwork;
 use std::io::Read;
 use std::time::Duration;
 use twill_cni::env::Command;
+use twill_cni::error::INCOMPATIBLE_VERSION;
+use twill_cni::version::Version;
 use twill_cni::{CniError, CniResult, Request, invoke};
 use twill_net::netlink::{
     BridgeOptions, BridgePort, BridgeVlan, Family, Handle, Link, Netns, OperState, Route,
@@ -37,6 +39,14 @@ const VETH_NAME_ATTEMPTS: usize = 10;
 
 pub(crate) fn add(req: &Request, conf: &Config) -> Result<CniResult, CniError> {
     let env = &req.env;
+    // Results before 0.3.0 need an IP; refuse a layer-2 ADD at those versions before
+    // creating anything (the reference creates the veth first and then fails to print).
+    if conf.ipam_type.is_none() && Version::parse(&req.version)? < Version::V0_3_0 {
+        return Err(CniError::new(
+            INCOMPATIBLE_VERSION,
+            "cannot convert: no valid IP addresses",
+        ));
+    }
     let netns = Netns::open(&env.netns)
         .map_err(|e| CniError::internal(format!("failed to open netns {:?}: {e}", env.netns)))?;
     let mut host = Handle::current().map_err(nl)?;
@@ -134,6 +144,9 @@ pub(crate) fn add(req: &Request, conf: &Config) -> Result<CniResult, CniError> {
     if let Some(dns) = &conf.dns {
         result.dns = dns.clone();
     }
+    // A result the config's version cannot express (two IPv4 addresses at 0.2.0) must fail
+    // while the rollback is still armed.
+    result.to_value(&req.version)?;
     rollback.commit();
     Ok(result)
 }
