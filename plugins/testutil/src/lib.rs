@@ -243,7 +243,10 @@ impl Invocation {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = c.spawn().unwrap();
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        // A plugin that fails before reading stdin (bad environment) closes the pipe early.
+        if let Err(e) = child.stdin.take().unwrap().write_all(stdin.as_bytes()) {
+            assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "write stdin: {e}");
+        }
         let out = child.wait_with_output().unwrap();
         Outcome {
             success: out.status.success(),
