@@ -47,8 +47,7 @@ pub(crate) fn add(req: &Request, conf: &Config) -> Result<CniResult, CniError> {
             "cannot convert: no valid IP addresses",
         ));
     }
-    let netns = Netns::open(&env.netns)
-        .map_err(|e| CniError::internal(format!("failed to open netns {:?}: {e}", env.netns)))?;
+    let netns = Netns::open(&env.netns).map_err(nl)?;
     let mut host = Handle::current().map_err(nl)?;
     let mut cont = Handle::in_netns(&netns).map_err(nl)?;
     if cont.find_link(&env.ifname).map_err(nl)?.is_some() {
@@ -86,6 +85,7 @@ pub(crate) fn add(req: &Request, conf: &Config) -> Result<CniResult, CniError> {
     }
 
     let mut result = CniResult::default();
+    let mut vlan_iface: Option<String> = None;
     if let Some(ipam) = &conf.ipam_type {
         let ipam_result = invoke::delegate_add(ipam, env, &req.stdin, &req.version)?;
         let (ipam_owned, env_owned, stdin) = (ipam.clone(), env.clone(), req.stdin.clone());
@@ -101,8 +101,16 @@ pub(crate) fn add(req: &Request, conf: &Config) -> Result<CniResult, CniError> {
         }
         let gateways = plan::apply_gateways(&mut result, conf.is_gateway, conf.is_default_gateway);
         configure_container(&mut cont, &netns, &cont_veth, &result, conf)?;
-        if conf.is_gateway {
-            configure_gateway(&mut host, &bridge, &gateways, conf)?;
+        if conf.is_gateway && (!gateways.v4.is_empty() || !gateways.v6.is_empty()) {
+            if conf.vlan != 0 {
+                // With an access VLAN the gateway lives on `<bridge>.<vlan>`, a veth whose
+                // peer is an access port of that VLAN (shared by the network, never undone).
+                let gw_link = ensure_vlan_gateway(&mut host, &bridge, conf)?;
+                configure_gateway(&mut host, &gw_link, &gateways, conf)?;
+                vlan_iface = Some(gw_link.name);
+            } else {
+                configure_gateway(&mut host, &bridge, &gateways, conf)?;
+            }
         }
         if conf.ip_masq {
             let pod_addrs: Vec<IpNetwork> = result.ips.iter().map(|i| i.address).collect();
@@ -141,6 +149,14 @@ pub(crate) fn add(req: &Request, conf: &Config) -> Result<CniResult, CniError> {
         container: (&cont_veth.name, mac_str(&cont_veth)),
         sandbox: &env.netns,
     });
+    if let Some(name) = &vlan_iface {
+        let l = host.link(name).map_err(nl)?;
+        result.interfaces.push(twill_cni::Interface {
+            name: l.name.clone(),
+            mac: mac_str(&l),
+            ..Default::default()
+        });
+    }
     if let Some(dns) = &conf.dns {
         result.dns = dns.clone();
     }
@@ -321,6 +337,57 @@ fn attach_port(
     Ok(())
 }
 
+/// `<bridge>.<vlan>`: a host veth carrying the gateway address whose peer is an untagged
+/// access port of the VLAN on the bridge (the reference's `ensureVlanInterface`).
+fn ensure_vlan_gateway(host: &mut Handle, bridge: &Link, conf: &Config) -> Result<Link, CniError> {
+    let name = format!("{}.{}", bridge.name, conf.vlan);
+    if name.len() > 15 {
+        return Err(CniError::config(format!(
+            "vlan gateway interface name {name:?} is longer than 15 bytes: use a shorter bridge name"
+        )));
+    }
+    if let Some(l) = host.find_link(&name).map_err(nl)? {
+        return Ok(l);
+    }
+    let port_conf = Config {
+        hairpin: false,
+        port_isolation: false,
+        vlan_trunk: Vec::new(),
+        ..conf.clone()
+    };
+    for _ in 0..VETH_NAME_ATTEMPTS {
+        let peer = random_veth_name()?;
+        let created = host.create_veth(&VethOptions {
+            name: &name,
+            peer_name: &peer,
+            peer_netns: None,
+            mtu: Some(bridge.mtu),
+            mac: None,
+            peer_mac: None,
+        });
+        match created {
+            Ok(()) => {
+                let port = host.link(&peer).map_err(nl)?;
+                host.set_up(&port).map_err(nl)?;
+                attach_port(host, bridge, &port, &port_conf)?;
+                let gw = host.link(&name).map_err(nl)?;
+                host.set_up(&gw).map_err(nl)?;
+                return host.link(&name).map_err(nl);
+            }
+            Err(e) if e.is_exists() => {
+                // Created concurrently by another ADD, or our random peer name was taken.
+                if let Some(l) = host.find_link(&name).map_err(nl)? {
+                    return Ok(l);
+                }
+            }
+            Err(e) => return Err(nl(e)),
+        }
+    }
+    Err(CniError::internal(format!(
+        "failed to create vlan gateway {name}: no free veth name after {VETH_NAME_ATTEMPTS} attempts"
+    )))
+}
+
 /// Sysctls, addresses, link up and routes inside the container (`ipam.ConfigureIface`).
 fn configure_container(
     cont: &mut Handle,
@@ -389,7 +456,8 @@ fn configure_container(
     Ok(())
 }
 
-/// Gateway addresses on the bridge (`ensureAddr`), a pinned bridge MAC, forwarding on.
+/// Gateway addresses on `bridge` (the bridge, or its VLAN gateway veth) with `ensureAddr`
+/// semantics, a pinned bridge MAC, forwarding on.
 fn configure_gateway(
     host: &mut Handle,
     bridge: &Link,
@@ -427,11 +495,11 @@ fn configure_gateway(
             // the same with its stale snapshot): otherwise the bridge takes the lowest port
             // MAC and changes as ports come and go. Setting it marks it user-assigned.
             // A bridge whose last port left has the all-zero MAC; pin the current one then.
-            let pinned = match bridge.mac.filter(|m| m.0 != [0; 6]) {
+            let pinned = match bridge.mac.filter(|m| m.0 != [0; 6] && bridge.is_bridge()) {
                 Some(m) => Some(m),
                 None => host.link(&bridge.name).map_err(nl)?.mac,
             };
-            if let Some(mac) = pinned.filter(|m| m.0 != [0; 6]) {
+            if let Some(mac) = pinned.filter(|m| m.0 != [0; 6] && bridge.is_bridge()) {
                 host.set_mac(bridge, mac).map_err(nl)?;
             }
         }

@@ -21,8 +21,7 @@ fn fail(msg: impl Into<String>) -> CniError {
 
 pub(crate) fn check(req: &Request, conf: &Config) -> Result<(), CniError> {
     let env = &req.env;
-    let netns = Netns::open(&env.netns)
-        .map_err(|e| fail(format!("failed to open netns {:?}: {e}", env.netns)))?;
+    let netns = Netns::open(&env.netns).map_err(nl)?;
     if let Some(ipam) = &conf.ipam_type {
         invoke::delegate(ipam, Command::Check, env, &req.stdin)?;
     }

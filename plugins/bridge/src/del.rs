@@ -22,12 +22,7 @@ pub(crate) fn del(req: &Request, conf: &Config) -> Result<(), CniError> {
         match Netns::open(&env.netns) {
             Ok(ns) => delete_container_link(&ns, &env.ifname)?,
             Err(e) if gone(&e) => {}
-            Err(e) => {
-                return Err(CniError::internal(format!(
-                    "failed to open netns {:?}: {e}",
-                    env.netns
-                )));
-            }
+            Err(e) => return Err(nl(e)),
         }
     }
     if let Some(ipam) = &conf.ipam_type {

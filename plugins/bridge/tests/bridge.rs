@@ -784,3 +784,48 @@ fn reference_dir_and_our_binaries_exist() {
         "host-local must be built beside bridge"
     );
 }
+
+#[test]
+fn concurrent_adds_share_one_new_bridge() {
+    let w = World::new();
+    let conts: Vec<Netns> = (0..4).map(|_| Netns::new("brc")).collect();
+    let conf = w.conf("1.0.0", json!({}));
+    let results: Vec<Value> = std::thread::scope(|s| {
+        let handles: Vec<_> = conts
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let inv = w.inv_for("ADD", &format!("par{i}"), c, "eth0");
+                let conf = conf.clone();
+                s.spawn(move || inv.run(&conf).ok())
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut ips: Vec<String> = results
+        .iter()
+        .map(|r| r["ips"][0]["address"].as_str().unwrap().to_owned())
+        .collect();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), 4, "{ips:?}");
+    let ports = w.host.ip(&["-o", "link", "show", "master", "br-test"]);
+    assert_eq!(ports.lines().count(), 4, "{ports}");
+    let v4 = w.host.ip(&["-4", "-o", "addr", "show", "br-test"]);
+    assert_eq!(v4.lines().count(), 1, "{v4}");
+}
+
+#[test]
+fn add_with_a_missing_netns_names_it_and_changes_nothing() {
+    let w = World::new();
+    let out = w
+        .inv("ADD")
+        .set("CNI_NETNS", "/run/netns/twill-missing")
+        .run(&w.conf("1.0.0", json!({})));
+    assert_eq!(
+        out.json()["msg"],
+        "open netns /run/netns/twill-missing: no such file or directory"
+    );
+    assert_eq!(links(&w.host), vec!["lo"]);
+    assert!(w.allocations().is_empty());
+}

@@ -23,8 +23,7 @@ fn nl(e: NetlinkError) -> CniError {
 }
 
 fn open(netns: &str) -> Result<Netns, CniError> {
-    Netns::open(netns)
-        .map_err(|e| CniError::internal(format!("failed to open netns {netns:?}: {e}")))
+    Netns::open(netns).map_err(nl)
 }
 
 /// The result of ADD for the addresses found on the interface.
@@ -89,12 +88,7 @@ impl Plugin for Loopback {
             Err(e) if e.is_not_found() || matches!(e, NetlinkError::Invalid { .. }) => {
                 return Ok(());
             }
-            Err(e) => {
-                return Err(CniError::internal(format!(
-                    "failed to open netns {:?}: {e}",
-                    env.netns
-                )));
-            }
+            Err(e) => return Err(nl(e)),
         };
         let mut h = Handle::in_netns(&ns).map_err(nl)?;
         match h.find_link(&env.ifname).map_err(nl)? {
