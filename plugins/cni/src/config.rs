@@ -85,7 +85,11 @@ pub struct PortMapping {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct RangeConf {
     pub subnet: String,
-    #[serde(rename = "rangeStart", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "rangeStart",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub range_start: Option<String>,
     #[serde(rename = "rangeEnd", default, skip_serializing_if = "Option::is_none")]
     pub range_end: Option<String>,
@@ -215,7 +219,8 @@ mod tests {
     fn wrong_types_name_the_field() {
         let e = NetConf::from_value(&json!({"name": 5})).unwrap_err();
         assert_eq!(e.code, 6);
-        let c = NetConf::from_value(&json!({"name": "x", "runtimeConfig": {"portMappings": "no"}})).unwrap();
+        let c = NetConf::from_value(&json!({"name": "x", "runtimeConfig": {"portMappings": "no"}}))
+            .unwrap();
         let e = c.runtime().unwrap_err();
         assert_eq!(e.code, 7);
         assert!(e.details.contains("invalid type"), "{}", e.details);
@@ -223,7 +228,10 @@ mod tests {
 
     #[test]
     fn network_names() {
-        assert_eq!(validate_network_name("").unwrap_err().msg, "missing network name");
+        assert_eq!(
+            validate_network_name("").unwrap_err().msg,
+            "missing network name"
+        );
         assert!(validate_network_name("my-net_1.x").is_ok());
         assert_eq!(validate_network_name("../x").unwrap_err().code, 7);
     }

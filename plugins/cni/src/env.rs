@@ -223,7 +223,11 @@ mod tests {
     use super::*;
 
     fn lookup<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        move |k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
     }
 
     const ADD: &[(&str, &str)] = &[
@@ -269,7 +273,10 @@ mod tests {
         let v = with(&[("CNI_IFNAME", "<unset>"), ("CNI_NETNS", "")]);
         let e = Env::from_lookup(lookup(&v)).unwrap_err();
         assert_eq!(e.code, 4);
-        assert_eq!(e.msg, "required env variables [CNI_NETNS,CNI_IFNAME] missing");
+        assert_eq!(
+            e.msg,
+            "required env variables [CNI_NETNS,CNI_IFNAME] missing"
+        );
     }
 
     #[test]
@@ -295,7 +302,10 @@ mod tests {
         let e = Env::from_lookup(lookup(&with(&[("CNI_CONTAINERID", "<unset>")]))).unwrap_err();
         assert_eq!(e.code, 4);
         let e = Env::from_lookup(lookup(&with(&[("CNI_CONTAINERID", "-bad")]))).unwrap_err();
-        assert_eq!((e.code, e.msg.as_str()), (4, "invalid characters in containerID"));
+        assert_eq!(
+            (e.code, e.msg.as_str()),
+            (4, "invalid characters in containerID")
+        );
         assert!(validate_container_id("a1_b.c-d").is_ok());
         assert!(validate_container_id("a b").is_err());
     }

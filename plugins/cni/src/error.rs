@@ -74,7 +74,11 @@ impl CniError {
     pub fn to_json(&self) -> String {
         // Serializing a struct of strings and an integer cannot fail.
         serde_json::to_string_pretty(self).unwrap_or_else(|_| {
-            format!("{{\"code\":{},\"msg\":\"{}\"}}", self.code, self.msg.escape_default())
+            format!(
+                "{{\"code\":{},\"msg\":\"{}\"}}",
+                self.code,
+                self.msg.escape_default()
+            )
         })
     }
 }
@@ -102,7 +106,10 @@ mod tests {
     fn error_json_omits_empty_details() {
         let e = CniError::new(7, "missing network name");
         let v: serde_json::Value = serde_json::from_str(&e.to_json()).unwrap();
-        assert_eq!(v, serde_json::json!({"code":7,"msg":"missing network name"}));
+        assert_eq!(
+            v,
+            serde_json::json!({"code":7,"msg":"missing network name"})
+        );
     }
 
     #[test]
@@ -110,6 +117,9 @@ mod tests {
         let e = CniError::with_details(1, "incompatible CNI versions", "config is \"9.9.9\"");
         let v: serde_json::Value = serde_json::from_str(&e.to_json()).unwrap();
         assert_eq!(v["details"], "config is \"9.9.9\"");
-        assert_eq!(e.to_string(), "incompatible CNI versions: config is \"9.9.9\"");
+        assert_eq!(
+            e.to_string(),
+            "incompatible CNI versions: config is \"9.9.9\""
+        );
     }
 }

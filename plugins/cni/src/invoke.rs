@@ -53,9 +53,9 @@ pub fn exec(
         // A delegate that exits without reading stdin closes the pipe; its exit status tells.
         let _ = w.write_all(stdin);
     }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| CniError::internal(format!("wait for delegate plugin {}: {e}", bin.display())))?;
+    let out = child.wait_with_output().map_err(|e| {
+        CniError::internal(format!("wait for delegate plugin {}: {e}", bin.display()))
+    })?;
     if out.status.success() {
         return Ok(out.stdout);
     }

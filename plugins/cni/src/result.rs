@@ -69,7 +69,9 @@ pub struct Route {
 impl Default for Route {
     fn default() -> Self {
         Route {
-            dst: IpNetwork::V4(ipnetwork::Ipv4Network::from(std::net::Ipv4Addr::UNSPECIFIED)),
+            dst: IpNetwork::V4(ipnetwork::Ipv4Network::from(
+                std::net::Ipv4Addr::UNSPECIFIED,
+            )),
             gw: None,
             mtu: None,
             advmss: None,
@@ -83,7 +85,9 @@ impl Default for Route {
 impl Default for IpConfig {
     fn default() -> Self {
         IpConfig {
-            address: IpNetwork::V4(ipnetwork::Ipv4Network::from(std::net::Ipv4Addr::UNSPECIFIED)),
+            address: IpNetwork::V4(ipnetwork::Ipv4Network::from(
+                std::net::Ipv4Addr::UNSPECIFIED,
+            )),
             gateway: None,
             interface: None,
         }
@@ -128,7 +132,8 @@ mod net_str {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<IpNetwork, D::Error> {
         let s = String::deserialize(d)?;
-        s.parse().map_err(|e| serde::de::Error::custom(format!("{s:?}: {e}")))
+        s.parse()
+            .map_err(|e| serde::de::Error::custom(format!("{s:?}: {e}")))
     }
 }
 
@@ -139,7 +144,10 @@ fn is_v4(n: &IpNetwork) -> bool {
 fn ip_json(ip: &IpConfig, with_version: bool) -> Value {
     let mut m = Map::new();
     if with_version {
-        m.insert("version".into(), json!(if is_v4(&ip.address) { "4" } else { "6" }));
+        m.insert(
+            "version".into(),
+            json!(if is_v4(&ip.address) { "4" } else { "6" }),
+        );
     }
     if let Some(i) = ip.interface {
         m.insert("interface".into(), json!(i));
@@ -152,7 +160,11 @@ fn ip_json(ip: &IpConfig, with_version: bool) -> Value {
 }
 
 fn decode_err(what: &str, e: impl std::fmt::Display) -> CniError {
-    CniError::with_details(DECODING_FAILURE, format!("failed to decode {what}"), e.to_string())
+    CniError::with_details(
+        DECODING_FAILURE,
+        format!("failed to decode {what}"),
+        e.to_string(),
+    )
 }
 
 impl CniResult {
@@ -169,7 +181,11 @@ impl CniResult {
             m.insert("interfaces".into(), json!(self.interfaces));
         }
         if !self.ips.is_empty() {
-            let ips: Vec<Value> = self.ips.iter().map(|ip| ip_json(ip, with_ip_version)).collect();
+            let ips: Vec<Value> = self
+                .ips
+                .iter()
+                .map(|ip| ip_json(ip, with_ip_version))
+                .collect();
             m.insert("ips".into(), Value::Array(ips));
         }
         if !self.routes.is_empty() {
@@ -207,7 +223,9 @@ impl CniResult {
             if fam.next().is_some() {
                 return Err(CniError::new(
                     INCOMPATIBLE_VERSION,
-                    format!("CNI version {version} does not support more than 1 address per family"),
+                    format!(
+                        "CNI version {version} does not support more than 1 address per family"
+                    ),
                 ));
             }
             any = true;
@@ -411,10 +429,16 @@ mod tests {
     fn renders_1_1_0_with_route_attributes() {
         let v = sample().to_value("1.1.0").unwrap();
         assert_eq!(v["cniVersion"], "1.1.0");
-        assert_eq!(v["ips"][0], json!({"interface":1,"address":"10.1.2.2/24","gateway":"10.1.2.1"}));
+        assert_eq!(
+            v["ips"][0],
+            json!({"interface":1,"address":"10.1.2.2/24","gateway":"10.1.2.1"})
+        );
         assert_eq!(v["routes"][0]["mtu"], 1400);
         assert_eq!(v["dns"], json!({}));
-        assert_eq!(v["interfaces"][0], json!({"name":"cni0","mac":"0a:58:0a:01:02:01"}));
+        assert_eq!(
+            v["interfaces"][0],
+            json!({"name":"cni0","mac":"0a:58:0a:01:02:01"})
+        );
     }
 
     #[test]
@@ -438,7 +462,10 @@ mod tests {
     fn renders_0_2_0_per_family() {
         let v = sample().to_value("0.2.0").unwrap();
         assert_eq!(v["ip4"]["ip"], "10.1.2.2/24");
-        assert_eq!(v["ip4"]["routes"][0], json!({"dst":"0.0.0.0/0","gw":"10.1.2.1"}));
+        assert_eq!(
+            v["ip4"]["routes"][0],
+            json!({"dst":"0.0.0.0/0","gw":"10.1.2.1"})
+        );
         assert_eq!(v["ip6"]["gateway"], "2001:db8::1");
         assert!(v.get("interfaces").is_none());
     }
@@ -451,7 +478,10 @@ mod tests {
             ..Default::default()
         });
         let e = r.to_value("0.2.0").unwrap_err();
-        assert!(e.msg.contains("does not support more than 1 address per family"));
+        assert!(
+            e.msg
+                .contains("does not support more than 1 address per family")
+        );
         r.ips.clear();
         let e = r.to_value("0.1.0").unwrap_err();
         assert_eq!(e.msg, "cannot convert: no valid IP addresses");
@@ -478,8 +508,11 @@ mod tests {
 
     #[test]
     fn bad_prev_result_is_a_decoding_error() {
-        let e = CniResult::from_json(br#"{"cniVersion":"1.0.0","ips":[{"address":"nope"}]}"#, "1.0.0")
-            .unwrap_err();
+        let e = CniResult::from_json(
+            br#"{"cniVersion":"1.0.0","ips":[{"address":"nope"}]}"#,
+            "1.0.0",
+        )
+        .unwrap_err();
         assert_eq!(e.code, DECODING_FAILURE);
     }
 

@@ -148,8 +148,10 @@ fn dispatch(
             format!("config version does not allow {}", req.env.command.as_str()),
         ));
     }
-    if matches!(req.env.command, Command::Add | Command::Check | Command::Del)
-        && is_own_netns(&req.env.netns)
+    if matches!(
+        req.env.command,
+        Command::Add | Command::Check | Command::Del
+    ) && is_own_netns(&req.env.netns)
     {
         return Err(CniError::new(
             INVALID_NETNS,
@@ -238,7 +240,11 @@ mod tests {
         }
     }
 
-    fn call(cmd: &str, stdin: &str, extra: &[(&str, &str)]) -> (i32, String, String, Vec<&'static str>) {
+    fn call(
+        cmd: &str,
+        stdin: &str,
+        extra: &[(&str, &str)],
+    ) -> (i32, String, String, Vec<&'static str>) {
         let p = Fake::default();
         let mut vars: Vec<(String, String)> = vec![
             ("CNI_COMMAND".into(), cmd.into()),
@@ -263,7 +269,12 @@ mod tests {
             &mut err,
         );
         let calls = p.calls.borrow().clone();
-        (code, String::from_utf8(out).unwrap(), String::from_utf8(err).unwrap(), calls)
+        (
+            code,
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(err).unwrap(),
+            calls,
+        )
     }
 
     fn code_of(out: &str) -> u64 {
@@ -301,15 +312,36 @@ mod tests {
     fn error_codes_in_order() {
         assert_eq!(code_of(&call("ADD", "not json", &[]).1), 6);
         assert_eq!(code_of(&call("ADD", r#"{"cniVersion":"1.0.0"}"#, &[]).1), 7);
-        assert_eq!(code_of(&call("ADD", r#"{"cniVersion":"9.9.9","name":"n"}"#, &[]).1), 1);
-        assert_eq!(code_of(&call("ADD", r#"{"cniVersion":"1.0","name":"n"}"#, &[]).1), 1);
-        assert_eq!(code_of(&call("CHECK", r#"{"cniVersion":"0.3.1","name":"n"}"#, &[]).1), 1);
-        assert_eq!(code_of(&call("GC", r#"{"cniVersion":"1.0.0","name":"n"}"#, &[]).1), 1);
-        assert_eq!(code_of(&call("STATUS", r#"{"cniVersion":"1.0.0","name":"n"}"#, &[]).1), 1);
-        assert_eq!(code_of(&call("ADD", "{}", &[("CNI_IFNAME", "<unset>")]).1), 4);
+        assert_eq!(
+            code_of(&call("ADD", r#"{"cniVersion":"9.9.9","name":"n"}"#, &[]).1),
+            1
+        );
+        assert_eq!(
+            code_of(&call("ADD", r#"{"cniVersion":"1.0","name":"n"}"#, &[]).1),
+            1
+        );
+        assert_eq!(
+            code_of(&call("CHECK", r#"{"cniVersion":"0.3.1","name":"n"}"#, &[]).1),
+            1
+        );
+        assert_eq!(
+            code_of(&call("GC", r#"{"cniVersion":"1.0.0","name":"n"}"#, &[]).1),
+            1
+        );
+        assert_eq!(
+            code_of(&call("STATUS", r#"{"cniVersion":"1.0.0","name":"n"}"#, &[]).1),
+            1
+        );
+        assert_eq!(
+            code_of(&call("ADD", "{}", &[("CNI_IFNAME", "<unset>")]).1),
+            4
+        );
         assert_eq!(code_of(&call("ADD", "{}", &[("CNI_IFNAME", "a/b")]).1), 4);
         assert_eq!(code_of(&call("ADD", "{}", &[("CNI_CONTAINERID", "")]).1), 3);
-        assert_eq!(code_of(&call("ADD", "{}", &[("CNI_CONTAINERID", "-bad")]).1), 4);
+        assert_eq!(
+            code_of(&call("ADD", "{}", &[("CNI_CONTAINERID", "-bad")]).1),
+            4
+        );
     }
 
     #[test]
@@ -329,8 +361,11 @@ mod tests {
 
     #[test]
     fn own_netns_is_refused() {
-        let (code, out, _, calls) =
-            call("ADD", r#"{"cniVersion":"1.1.0","name":"n"}"#, &[("CNI_NETNS", "/proc/self/ns/net")]);
+        let (code, out, _, calls) = call(
+            "ADD",
+            r#"{"cniVersion":"1.1.0","name":"n"}"#,
+            &[("CNI_NETNS", "/proc/self/ns/net")],
+        );
         assert_eq!(code, 1);
         assert_eq!(code_of(&out), 8);
         assert!(calls.is_empty());

@@ -12,7 +12,9 @@ use std::cmp::Ordering;
 pub const CURRENT: &str = "1.1.0";
 
 /// Every version a Twill plugin accepts in its config, oldest first.
-pub const SUPPORTED: &[&str] = &["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
+pub const SUPPORTED: &[&str] = &[
+    "0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0",
+];
 
 /// The version assumed when a config carries no `cniVersion`.
 pub const IMPLICIT: &str = "0.1.0";
@@ -39,7 +41,11 @@ impl Version {
         };
         let mut parts = s.split('.');
         let mut next = || -> Result<u32, CniError> {
-            parts.next().ok_or_else(bad)?.parse::<u32>().map_err(|_| bad())
+            parts
+                .next()
+                .ok_or_else(bad)?
+                .parse::<u32>()
+                .map_err(|_| bad())
         };
         let v = Version(next()?, next()?, next()?);
         if parts.next().is_some() {

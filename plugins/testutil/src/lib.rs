@@ -140,7 +140,9 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
     }
 }
 
@@ -167,20 +169,36 @@ pub struct Outcome {
 impl Outcome {
     /// stdout parsed as JSON (panics with the text if it is not).
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {:?} / {}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}): {:?} / {}",
+                self.stdout, self.stderr
+            )
+        })
     }
 
     /// The error code of a failed call.
     pub fn code(&self) -> u64 {
-        assert!(!self.success, "expected failure, got success: {}", self.stdout);
+        assert!(
+            !self.success,
+            "expected failure, got success: {}",
+            self.stdout
+        );
         self.json()["code"].as_u64().unwrap()
     }
 
     /// Asserts success and returns stdout as JSON (Null when empty).
     pub fn ok(&self) -> Value {
-        assert!(self.success, "plugin failed: {} {}", self.stdout, self.stderr);
-        if self.stdout.trim().is_empty() { Value::Null } else { self.json() }
+        assert!(
+            self.success,
+            "plugin failed: {} {}",
+            self.stdout, self.stderr
+        );
+        if self.stdout.trim().is_empty() {
+            Value::Null
+        } else {
+            self.json()
+        }
     }
 }
 
@@ -196,7 +214,14 @@ pub struct Invocation {
 impl Invocation {
     /// `CNI_COMMAND=<cmd>`, plus `CNI_CONTAINERID`, `CNI_NETNS`, `CNI_IFNAME` and `CNI_PATH`
     /// set from the arguments (use [`Invocation::set`]/[`Invocation::unset`] to change them).
-    pub fn new(bin: &Path, cmd: &str, container_id: &str, netns: &str, ifname: &str, cni_path: &str) -> Invocation {
+    pub fn new(
+        bin: &Path,
+        cmd: &str,
+        container_id: &str,
+        netns: &str,
+        ifname: &str,
+        cni_path: &str,
+    ) -> Invocation {
         Invocation {
             bin: bin.to_path_buf(),
             env: vec![
@@ -289,4 +314,139 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// A real etcd server (`etcd-server` package) on its own data directory, killed on drop.
+/// Listens on loopback, or on `ip` inside a namespace for cluster tests.
+#[derive(Debug)]
+pub struct Etcd {
+    pub endpoint: String,
+    child: Option<std::process::Child>,
+    args: Vec<String>,
+    netns: Option<String>,
+    _data: TempDir,
+}
+
+impl Etcd {
+    /// Starts etcd on 127.0.0.1 with free ports and waits until it serves.
+    pub fn start() -> Etcd {
+        Self::start_on(None, "127.0.0.1")
+    }
+
+    /// Starts etcd listening on `ip`, inside namespace `netns` if given.
+    pub fn start_on(netns: Option<&Netns>, ip: &str) -> Etcd {
+        require_tool("etcd", "etcd-server");
+        let data = TempDir::new("etcd");
+        let (cport, pport) = (free_port(), free_port());
+        let name = "twilltest";
+        let client = format!("http://{ip}:{cport}");
+        let peer = format!("http://{ip}:{pport}");
+        let args = vec![
+            "--name".into(),
+            name.into(),
+            "--data-dir".into(),
+            data.str(),
+            "--listen-client-urls".into(),
+            client.clone(),
+            "--advertise-client-urls".into(),
+            client.clone(),
+            "--listen-peer-urls".into(),
+            peer.clone(),
+            "--initial-advertise-peer-urls".into(),
+            peer.clone(),
+            "--initial-cluster".into(),
+            format!("{name}={peer}"),
+            "--log-level".into(),
+            "error".into(),
+        ];
+        let mut e = Etcd {
+            endpoint: client,
+            child: None,
+            args,
+            netns: netns.map(|n| n.name.clone()),
+            _data: data,
+        };
+        e.resume();
+        e
+    }
+
+    /// Stops the server (SIGKILL), keeping its data for [`Etcd::resume`].
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the server again on the same data and address, waiting until it serves.
+    pub fn resume(&mut self) {
+        assert!(self.child.is_none(), "etcd already running");
+        let mut cmd = match &self.netns {
+            Some(n) => Netns { name: n.clone() }.command_keep(Path::new("etcd")),
+            None => Command::new("etcd"),
+        };
+        let child = cmd
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let hostport = self.endpoint.trim_start_matches("http://").to_owned();
+        for _ in 0..200 {
+            if self.healthy(&hostport) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("etcd at {} did not become healthy", self.endpoint);
+    }
+
+    fn healthy(&self, hostport: &str) -> bool {
+        use std::io::Read;
+        let probe = |s: &mut std::net::TcpStream| -> std::io::Result<String> {
+            s.set_read_timeout(Some(std::time::Duration::from_secs(1)))?;
+            write!(s, "GET /health HTTP/1.0\r\nHost: {hostport}\r\n\r\n")?;
+            let mut body = String::new();
+            s.read_to_string(&mut body)?;
+            Ok(body)
+        };
+        let connect = || -> std::io::Result<String> {
+            match &self.netns {
+                // Loopback-only probes suffice when etcd runs in our namespace; inside another
+                // namespace, ask curl there.
+                Some(n) => {
+                    let out = Netns { name: n.clone() }
+                        .command_keep(Path::new("curl"))
+                        .args(["-s", "-m", "1", &format!("http://{hostport}/health")])
+                        .output()?;
+                    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+                }
+                None => {
+                    let mut s = std::net::TcpStream::connect(hostport)?;
+                    probe(&mut s)
+                }
+            }
+        };
+        connect()
+            .map(|b| b.contains("\"health\":\"true\""))
+            .unwrap_or(false)
+    }
+
+    /// The server's PID while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A TCP port free on loopback right now.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
 }

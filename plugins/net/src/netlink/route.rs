@@ -85,6 +85,9 @@ pub struct Route {
     pub prefsrc: Option<IpAddr>,
     /// Route type is unicast (false for local, broadcast, ... entries seen in dumps).
     pub unicast: bool,
+    /// `RTNH_F_ONLINK`: the gateway is reachable on `oif` even without a connected prefix
+    /// (VXLAN VTEP routes).
+    pub onlink: bool,
 }
 
 impl Route {
@@ -100,6 +103,7 @@ impl Route {
             protocol: PROTO_BOOT,
             prefsrc: None,
             unicast: true,
+            onlink: false,
         }
     }
 
@@ -122,6 +126,9 @@ impl Route {
         if let Some(m) = self.metric {
             s.push_str(&format!(" metric {m}"));
         }
+        if self.onlink {
+            s.push_str(" onlink");
+        }
         s
     }
 
@@ -133,6 +140,9 @@ impl Route {
         m.header.protocol = RouteProtocol::from(self.protocol);
         m.header.scope = NlScope::from(self.scope.as_u8());
         m.header.kind = RouteType::Unicast;
+        if self.onlink {
+            m.header.flags = RouteFlags::Onlink;
+        }
         m.attributes.push(RouteAttribute::Table(self.table));
         if self.dst.prefix() > 0 {
             m.attributes
@@ -166,6 +176,7 @@ impl Route {
         r.scope = RouteScope::from_u8(u8::from(m.header.scope));
         r.protocol = u8::from(m.header.protocol);
         r.unicast = m.header.kind == RouteType::Unicast;
+        r.onlink = m.header.flags.contains(RouteFlags::Onlink);
         for a in &m.attributes {
             match a {
                 RouteAttribute::Destination(d) => dst_ip = ip_of(d),

@@ -1,0 +1,288 @@
+//! Lease policy: which subnet to claim, keeping it, getting it back, and following peers.
+//!
+//! Modelled on flannel's `local_manager.go`, with the lessons of its issue history applied:
+//! - After a restart a node takes back the lease carrying its PublicIP, else the subnet from
+//!   its subnet file if still free, so pods keep their addresses.
+//! - Renewal runs well before expiry (every third of the TTL, at most hourly); while etcd is
+//!   unreachable it retries with back-off and the data plane is left alone. If the lease
+//!   expired meanwhile, the same subnet is claimed again when it is still free.
+//! - Peers are delivered level-triggered: every change publishes the *whole* peer set
+//!   (a `tokio::sync::watch` value), so a backend that missed an update still converges.
+//!   A compacted or broken watch is followed by a fresh list.
+
+use super::alloc;
+use super::record::LeaseAttrs;
+use super::registry::{Lease, LeaseEvent, Registry, RegistryError};
+use crate::netconf::NetConfig;
+use ipnetwork::Ipv4Network;
+use std::collections::{BTreeMap, HashSet};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Who this node is, as written into its lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeIdentity {
+    pub name: String,
+    pub public_ip: Ipv4Addr,
+    pub backend_type: String,
+    pub backend_data: serde_json::Value,
+}
+
+impl NodeIdentity {
+    pub fn attrs(&self) -> LeaseAttrs {
+        LeaseAttrs {
+            public_ip: self.public_ip,
+            backend_type: self.backend_type.clone(),
+            backend_data: self.backend_data.clone(),
+            node_name: self.name.clone(),
+        }
+    }
+}
+
+/// A subnet this node holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeldLease {
+    pub subnet: Ipv4Network,
+    pub lease_id: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(
+        "network {network} is full: all {capacity} /{len} subnets are leased; enlarge Network or shrink SubnetLen in the network config"
+    )]
+    NetworkFull {
+        network: Ipv4Network,
+        capacity: u32,
+        len: u8,
+    },
+}
+
+/// How many list-and-claim rounds to try before declaring the network full; each round
+/// re-lists, so only a network that stays full through all of them is reported full.
+const CLAIM_ROUNDS: usize = 3;
+
+/// Claims a subnet for `me`. See the module note for the order of preference.
+pub async fn acquire(
+    reg: &Registry,
+    cfg: &NetConfig,
+    me: &NodeIdentity,
+    previous: Option<Ipv4Network>,
+    ttl: Duration,
+) -> Result<HeldLease, LeaseError> {
+    let attrs = me.attrs();
+    for _ in 0..CLAIM_ROUNDS {
+        let (leases, _bad, _rev) = reg.list().await?;
+        // 1. A lease already carrying our PublicIP (we restarted, or our lease was written by
+        //    a previous incarnation of this node): take it over if it is valid for the config.
+        if let Some(mine) = leases
+            .iter()
+            .find(|l| l.attrs.public_ip == me.public_ip && alloc::is_valid_subnet(cfg, l.subnet))
+            && let Some(id) = reg.take_over(mine, &attrs, ttl).await?
+        {
+            tracing::info!(subnet = %mine.subnet, "took back our existing lease");
+            return Ok(HeldLease {
+                subnet: mine.subnet,
+                lease_id: id,
+            });
+        }
+        // 2. The previous subnet, then 3. a free one starting at our seeded offset.
+        let taken: HashSet<Ipv4Network> = leases.iter().map(|l| l.subnet).collect();
+        for subnet in alloc::candidates(cfg, &taken, previous, alloc::seed_for(&me.name)) {
+            if let Some(id) = reg.create(subnet, &attrs, ttl).await? {
+                tracing::info!(subnet = %subnet, reused = (Some(subnet) == previous), "claimed subnet");
+                return Ok(HeldLease {
+                    subnet,
+                    lease_id: id,
+                });
+            }
+            tracing::debug!(subnet = %subnet, "subnet taken meanwhile; trying the next");
+        }
+    }
+    Err(LeaseError::NetworkFull {
+        network: cfg.network,
+        capacity: cfg.capacity(),
+        len: cfg.subnet_len,
+    })
+}
+
+/// The interval between renewals for a TTL: a third of it, between 1 s and 1 h.
+pub fn renew_interval(ttl: Duration) -> Duration {
+    (ttl / 3).clamp(Duration::from_secs(1), Duration::from_secs(3600))
+}
+
+/// Back-off for retries against etcd: 1 s doubling to 30 s.
+pub fn backoff(attempt: u32) -> Duration {
+    Duration::from_secs(1u64 << attempt.min(5)).min(Duration::from_secs(30))
+}
+
+/// What the lease keeper reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseStatus {
+    /// Held and renewed; `ttl_secs` as of the last renewal.
+    Held { lease: HeldLease, ttl_secs: i64 },
+    /// Held as far as we know, but etcd is unreachable; `error` is the last failure.
+    EtcdUnreachable { lease: HeldLease, error: String },
+}
+
+impl LeaseStatus {
+    pub fn lease(&self) -> HeldLease {
+        match self {
+            LeaseStatus::Held { lease, .. } | LeaseStatus::EtcdUnreachable { lease, .. } => *lease,
+        }
+    }
+}
+
+/// Keeps `lease` alive until `shutdown` fires, re-claiming it if it expired. Publishes every
+/// state change on `status`.
+pub async fn keep(
+    reg: Registry,
+    cfg: NetConfig,
+    me: NodeIdentity,
+    mut lease: HeldLease,
+    ttl: Duration,
+    status: watch::Sender<LeaseStatus>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut attempt = 0u32;
+    let mut wait = renew_interval(ttl);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => return,
+        }
+        let outcome = match reg.renew(lease.lease_id).await {
+            Ok(Some(ttl_secs)) => Ok(ttl_secs),
+            Ok(None) => {
+                tracing::warn!(subnet = %lease.subnet, "lease expired while we were away; claiming again");
+                match acquire(&reg, &cfg, &me, Some(lease.subnet), ttl).await {
+                    Ok(new) => {
+                        if new.subnet != lease.subnet {
+                            tracing::error!(old = %lease.subnet, new = %new.subnet,
+                                "our old subnet was taken by another node; pods need new addresses");
+                        }
+                        lease = new;
+                        reg.ttl(lease.lease_id)
+                            .await
+                            .map(|t| t.unwrap_or(0))
+                            .map_err(LeaseError::from)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(e.into()),
+        };
+        match outcome {
+            Ok(ttl_secs) => {
+                attempt = 0;
+                wait = renew_interval(ttl);
+                status.send_replace(LeaseStatus::Held { lease, ttl_secs });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, subnet = %lease.subnet, "lease renewal failed; data plane unchanged, retrying");
+                wait = backoff(attempt);
+                attempt = attempt.saturating_add(1);
+                status.send_replace(LeaseStatus::EtcdUnreachable {
+                    lease,
+                    error: e.to_string(),
+                });
+            }
+        }
+    }
+}
+
+/// The set of peer leases (every lease but our own), keyed by subnet.
+pub type PeerSet = BTreeMap<Ipv4Network, Lease>;
+
+/// Follows all leases and publishes the full peer set after every change. Runs until
+/// `shutdown`; errors are retried with back-off after a fresh list. `errors` counts failures.
+pub async fn watch_peers(
+    reg: Registry,
+    own: watch::Receiver<LeaseStatus>,
+    peers: watch::Sender<Arc<PeerSet>>,
+    errors: Arc<std::sync::atomic::AtomicU64>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut attempt = 0u32;
+    loop {
+        let result = tokio::select! {
+            r = follow(&reg, &own, &peers) => r,
+            _ = shutdown.changed() => return,
+        };
+        if let Err(e) = result {
+            errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(error = %e, "lease watch interrupted; re-listing");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff(attempt)) => {}
+            _ = shutdown.changed() => return,
+        }
+        attempt = attempt.saturating_add(1).min(5);
+    }
+}
+
+async fn follow(
+    reg: &Registry,
+    own: &watch::Receiver<LeaseStatus>,
+    peers: &watch::Sender<Arc<PeerSet>>,
+) -> Result<(), RegistryError> {
+    let (leases, bad, revision) = reg.list().await?;
+    for e in bad {
+        tracing::warn!(error = %e, "ignoring malformed lease");
+    }
+    let mine = || own.borrow().lease().subnet;
+    let mut set: PeerSet = leases
+        .into_iter()
+        .filter(|l| l.subnet != mine())
+        .map(|l| (l.subnet, l))
+        .collect();
+    peers.send_replace(Arc::new(set.clone()));
+    let mut w = reg.watch(revision).await?;
+    loop {
+        let (events, _rev) = w.next().await?;
+        for ev in events {
+            match ev {
+                LeaseEvent::Added(l) if l.subnet != mine() => {
+                    set.insert(l.subnet, l);
+                }
+                LeaseEvent::Added(_) => {}
+                LeaseEvent::Removed(s) => {
+                    set.remove(&s);
+                }
+            }
+        }
+        peers.send_replace(Arc::new(set.clone()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renewal_is_well_before_expiry() {
+        assert_eq!(
+            renew_interval(Duration::from_secs(24 * 3600)),
+            Duration::from_secs(3600)
+        );
+        assert_eq!(
+            renew_interval(Duration::from_secs(30)),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            renew_interval(Duration::from_secs(1)),
+            Duration::from_secs(1)
+        );
+    }
+
+    #[test]
+    fn backoff_is_bounded() {
+        assert_eq!(backoff(0), Duration::from_secs(1));
+        assert_eq!(backoff(3), Duration::from_secs(8));
+        assert_eq!(backoff(60), Duration::from_secs(30));
+    }
+}
