@@ -1,0 +1,76 @@
+//! DEL: remove the container interface, release the IP, remove the firewall rules.
+//!
+//! Idempotent as the spec and the reference `cmdDel` require: an empty `CNI_NETNS`, a
+//! namespace path that no longer exists (or no longer is a namespace, e.g. the empty file a
+//! bind mount leaves behind), and a missing interface all mean "already gone" and only IPAM
+//! DEL remains. A failure to delete an interface that *does* exist stops DEL before IPAM
+//! DEL, like the reference, so the address stays reserved while it may still be in use and
+//! the runtime's retry can finish the job. The firewall teardowns afterwards keep going
+//! past each other's errors and all errors are reported. The bridge is never deleted: it is
+//! shared by every container of the network.
+
+use crate::config::Config;
+use crate::firewall::{self, Attachment};
+use crate::nl;
+use twill_cni::env::Command;
+use twill_cni::{CniError, Request, invoke};
+use twill_net::netlink::{Handle, NetlinkError, Netns};
+
+pub(crate) fn del(req: &Request, conf: &Config) -> Result<(), CniError> {
+    let env = &req.env;
+    if !env.netns.is_empty() {
+        match Netns::open(&env.netns) {
+            Ok(ns) => delete_container_link(&ns, &env.ifname)?,
+            Err(e) if gone(&e) => {}
+            Err(e) => return Err(nl(e)),
+        }
+    }
+    if let Some(ipam) = &conf.ipam_type {
+        invoke::delegate(ipam, Command::Del, env, &req.stdin)?;
+    }
+    let a = Attachment {
+        network: &conf.network,
+        container_id: &env.container_id,
+        ifname: &env.ifname,
+    };
+    let mut errors = Vec::new();
+    if conf.macspoofchk
+        && let Err(e) = firewall::macspoof_teardown(&a)
+    {
+        errors.push(e);
+    }
+    if conf.ip_masq
+        && conf.ipam_type.is_some()
+        && let Err(e) = firewall::masq_teardown(&a, conf.masq_backend)
+    {
+        errors.push(e);
+    }
+    match errors.len() {
+        0 => Ok(()),
+        1 => Err(errors.remove(0)),
+        _ => Err(CniError::internal(
+            errors
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; "),
+        )),
+    }
+}
+
+/// The namespace is gone: its path is missing or is not a namespace any more.
+fn gone(e: &NetlinkError) -> bool {
+    e.is_not_found() || matches!(e, NetlinkError::Invalid { .. })
+}
+
+fn delete_container_link(ns: &Netns, ifname: &str) -> Result<(), CniError> {
+    let mut h = Handle::in_netns(ns).map_err(nl)?;
+    let Some(link) = h.find_link(ifname).map_err(nl)? else {
+        return Ok(());
+    };
+    match h.delete_link(&link) {
+        Ok(()) => Ok(()),
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(nl(e)),
+    }
+}
