@@ -1,0 +1,249 @@
+//! Multi-node suites: real etcd, one real twilld per node namespace, pods through the twill
+//! CNI plugin (bridge + host-local), traffic between pods on different nodes.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashSet;
+use std::process::Stdio;
+use std::time::Duration;
+use twill_e2e::cluster::Cluster;
+
+const VXLAN: &str = r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}"#;
+const VXLAN_DR: &str =
+    r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","DirectRouting":true}}"#;
+const HOST_GW: &str = r#"{"Network":"10.244.0.0/16","Backend":{"Type":"host-gw"}}"#;
+
+/// 3 nodes, 2 pods each, daemons running and every node holding routes to both peers.
+fn three_nodes_two_pods(conf: &str) -> Cluster {
+    let mut c = Cluster::new(3, conf);
+    c.start_daemons();
+    for i in 1..=3 {
+        c.add_pod(i);
+        c.add_pod(i);
+    }
+    c.wait_until(
+        "routes to both peers on every node",
+        Duration::from_secs(30),
+        |c| (1..=3).all(|i| c.owned_routes(i).len() == 2),
+    );
+    c
+}
+
+fn assert_mesh(c: &Cluster) {
+    let failed = c.ping_mesh(3);
+    assert!(
+        failed.is_empty(),
+        "pod pairs without connectivity: {failed:?}"
+    );
+}
+
+#[test]
+fn vxlan_full_mesh() {
+    let c = three_nodes_two_pods(VXLAN);
+    for i in 1..=3 {
+        for r in c.owned_routes(i) {
+            assert!(r.contains("dev twill.1 onlink"), "node{i}: {r}");
+        }
+        // Two peers: a neighbour and an FDB entry each.
+        assert_eq!(c.overlay_entries(i, "twill.1").len(), 4, "node{i}");
+    }
+    assert_mesh(&c);
+}
+
+#[test]
+fn vxlan_direct_routing_full_mesh() {
+    let c = three_nodes_two_pods(VXLAN_DR);
+    // All nodes share one L2 segment: plain routes via the peers' addresses, no tunnel entries.
+    for i in 1..=3 {
+        for r in c.owned_routes(i) {
+            assert!(
+                r.contains("via 192.168.100.") && r.contains("dev eth0"),
+                "node{i}: {r}"
+            );
+        }
+        assert!(c.overlay_entries(i, "twill.1").is_empty(), "node{i}");
+    }
+    assert_mesh(&c);
+}
+
+#[test]
+fn host_gw_full_mesh() {
+    let c = three_nodes_two_pods(HOST_GW);
+    for i in 1..=3 {
+        for r in c.owned_routes(i) {
+            assert!(
+                r.contains("via 192.168.100.") && r.contains("dev eth0"),
+                "node{i}: {r}"
+            );
+        }
+    }
+    assert_mesh(&c);
+}
+
+fn kernel_state(c: &Cluster, i: u8) -> (Vec<String>, Vec<String>) {
+    (c.owned_routes(i), c.overlay_entries(i, "twill.1"))
+}
+
+/// Parses ping's summary: (transmitted, received).
+fn ping_counts(out: &str) -> (u32, u32) {
+    let line = out
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .unwrap_or_else(|| panic!("no ping summary in {out:?}"));
+    let nums: Vec<u32> = line
+        .split(|ch: char| !ch.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .take(2)
+        .map(|s| s.parse().unwrap())
+        .collect();
+    (nums[0], nums[1])
+}
+
+#[test]
+fn daemon_restart_keeps_traffic_and_kernel_state() {
+    let mut c = three_nodes_two_pods(VXLAN);
+    let before: Vec<_> = (1..=3).map(|i| kernel_state(&c, i)).collect();
+    // A ping stream from a pod on node 1 to a pod on node 2, every 50 ms for 6 s.
+    let target = c.pods.iter().find(|p| p.node == 2).unwrap().ip;
+    let from = c.pods.iter().position(|p| p.node == 1).unwrap();
+    let stream = c.pods[from]
+        .ns
+        .command("ping")
+        .args(["-i", "0.05", "-w", "6", "-W", "1", &target.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    // SIGKILL both ends' daemons, then start them again.
+    c.nodes[0].kill_daemon();
+    c.nodes[1].kill_daemon();
+    std::thread::sleep(Duration::from_millis(500));
+    c.start_daemon(1);
+    c.start_daemon(2);
+    let out = stream.wait_with_output().unwrap();
+    let (sent, received) = ping_counts(&String::from_utf8_lossy(&out.stdout));
+    assert!(sent > 50, "ping stream too short: {sent}");
+    assert!(
+        sent - received <= 2,
+        "lost {} of {sent} packets across the restart",
+        sent - received
+    );
+    // Give the restarted daemons a few reconcile passes, then compare.
+    c.wait_until(
+        "restarted daemons reconciled",
+        Duration::from_secs(20),
+        |c| (0..2).all(|i| c.nodes[i].log().matches("lease held").count() >= 2),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let after: Vec<_> = (1..=3).map(|i| kernel_state(&c, i)).collect();
+    assert_eq!(before, after, "kernel state changed across the restart");
+    for (i, n) in c.nodes.iter().enumerate().take(2) {
+        assert!(
+            n.log().contains("took back our existing lease"),
+            "node{}: {}",
+            i + 1,
+            n.log()
+        );
+    }
+    assert_mesh(&c);
+}
+
+#[test]
+fn a_node_that_leaves_disappears_from_every_route_table() {
+    let mut c = three_nodes_two_pods(VXLAN);
+    let gone = c.wait_subnet_file(3).node_subnet();
+    c.nodes[2].kill_daemon();
+    c.with_registry(async move |r| r.delete(gone).await)
+        .unwrap();
+    c.wait_until(
+        "node3's subnet gone from nodes 1 and 2",
+        Duration::from_secs(20),
+        |c| {
+            (1..=2).all(|i| {
+                let routes = c.owned_routes(i);
+                routes.len() == 1 && !routes.iter().any(|r| r.starts_with(&gone.to_string()))
+            })
+        },
+    );
+    for i in 1..=2 {
+        let entries = c.overlay_entries(i, "twill.1");
+        assert_eq!(
+            entries.len(),
+            2,
+            "node{i}: only the remaining peer's entries: {entries:?}"
+        );
+        assert!(
+            !entries.iter().any(|e| e.contains("192.168.100.3")),
+            "node{i}: {entries:?}"
+        );
+    }
+    // Pods on the two remaining nodes still reach each other.
+    let a = c.pods.iter().position(|p| p.node == 1).unwrap();
+    let b = c.pods.iter().find(|p| p.node == 2).unwrap().ip;
+    assert!(c.ping(a, b));
+}
+
+fn healthz(c: &Cluster, i: u8) -> String {
+    let out = c.nodes[usize::from(i - 1)]
+        .ns
+        .command("curl")
+        .args(["-s", "-m", "2", "http://127.0.0.1:9464/healthz"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn etcd_outage_keeps_the_data_plane_and_recovers() {
+    let mut c = Cluster::new(2, VXLAN);
+    // Short leases so renewals happen during the outage.
+    c.nodes.iter().for_each(|_| {});
+    c.start_daemons();
+    c.add_pod(1);
+    c.add_pod(2);
+    c.wait_until("routes", Duration::from_secs(30), |c| {
+        (1..=2).all(|i| c.owned_routes(i).len() == 1)
+    });
+    assert_mesh(&c);
+    c.etcd.stop();
+    // Traffic keeps flowing while etcd is away.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_mesh(&c);
+    c.etcd.resume();
+    // The daemons still hold their leases and keep the same subnets.
+    let subnets: HashSet<String> = c
+        .with_registry(async |r| r.list().await.unwrap().0)
+        .iter()
+        .map(|l| l.subnet.to_string())
+        .collect();
+    for i in 1..=2 {
+        let f = c.wait_subnet_file(i);
+        assert!(subnets.contains(&f.node_subnet().to_string()));
+        assert!(
+            healthz(&c, i).starts_with("ok"),
+            "node{i}: {}",
+            healthz(&c, i)
+        );
+    }
+    assert_mesh(&c);
+}
+
+#[test]
+fn twenty_nodes_started_at_once_get_distinct_subnets() {
+    let mut c = Cluster::new(20, VXLAN);
+    c.start_daemons();
+    let mut subnets = HashSet::new();
+    for i in 1..=20 {
+        assert!(
+            subnets.insert(c.wait_subnet_file(i).node_subnet()),
+            "node{i} duplicates a subnet"
+        );
+    }
+    let leases = c.with_registry(async |r| r.list().await.unwrap().0);
+    assert_eq!(leases.len(), 20);
+    c.wait_until(
+        "every node routes to 19 peers",
+        Duration::from_secs(60),
+        |c| (1..=20).all(|i| c.owned_routes(i).len() == 19),
+    );
+}
