@@ -31,9 +31,10 @@ demo: deps
 	$(CARGO) build --workspace --bins
 	bash e2e/demo.sh
 
+# BENCH_ARGS: e.g. --iterations 50, or --ours /usr/lib/cni to check the harness reference against itself
 bench: deps
 	$(CARGO) build --release --workspace --bins
-	bash e2e/bench-plugins.sh
+	target/release/bench-plugins $(BENCH_ARGS)
 
 clean:
 	$(CARGO) clean

@@ -6,5 +6,8 @@
 //! and the pure planning of backend state. The netlink applier and the binary come next.
 
 pub mod backend;
+pub mod http;
 pub mod lease;
 pub mod netconf;
+pub mod run;
+pub mod state;

@@ -185,7 +185,7 @@ async fn peers_are_followed_level_triggered() {
         lease: mine,
         ttl_secs: 60,
     });
-    let (peers_tx, mut peers_rx) = watch::channel(Arc::new(PeerSet::new()));
+    let (peers_tx, mut peers_rx) = watch::channel(None::<Arc<PeerSet>>);
     let (stop_tx, stop_rx) = watch::channel(false);
     let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let task = tokio::spawn(manager::watch_peers(
@@ -196,22 +196,30 @@ async fn peers_are_followed_level_triggered() {
         stop_rx,
     ));
     wait_for(&mut peers_rx, "first peer", |p| {
-        p.len() == 1 && p.contains_key(&other.subnet)
+        p.as_ref()
+            .is_some_and(|p| p.len() == 1 && p.contains_key(&other.subnet))
     })
     .await;
     let third = manager::acquire(&reg, &cfg, &node(3), None, TTL)
         .await
         .unwrap();
     wait_for(&mut peers_rx, "added peer", |p| {
-        p.contains_key(&third.subnet)
+        p.as_ref().is_some_and(|p| p.contains_key(&third.subnet))
     })
     .await;
     reg.delete(other.subnet).await.unwrap();
     wait_for(&mut peers_rx, "removed peer", |p| {
-        !p.contains_key(&other.subnet) && p.len() == 1
+        p.as_ref()
+            .is_some_and(|p| !p.contains_key(&other.subnet) && p.len() == 1)
     })
     .await;
-    assert!(!peers_rx.borrow().contains_key(&mine.subnet));
+    assert!(
+        !peers_rx
+            .borrow()
+            .as_ref()
+            .unwrap()
+            .contains_key(&mine.subnet)
+    );
     stop_tx.send_replace(true);
     task.await.unwrap();
 }

@@ -49,6 +49,50 @@ pub struct FdbSpec {
     pub dst: Ipv4Addr,
 }
 
+fn fmt_mac(m: &[u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Rendered like `ip route`: `10.244.5.0/24 via 10.244.5.0 dev twill.1 onlink`.
+impl std::fmt::Display for RouteSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} via {} dev {}", self.dst, self.gateway, self.dev)?;
+        if self.onlink {
+            write!(f, " onlink")?;
+        }
+        Ok(())
+    }
+}
+
+/// Rendered like `ip neigh`: `10.244.5.0 lladdr 02:54:c0:a8:32:02 dev twill.1`.
+impl std::fmt::Display for NeighSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} lladdr {} dev {}",
+            self.ip,
+            fmt_mac(&self.mac),
+            self.dev
+        )
+    }
+}
+
+/// Rendered like `bridge fdb`: `02:54:c0:a8:32:02 dst 192.168.50.2 dev twill.1`.
+impl std::fmt::Display for FdbSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} dst {} dev {}",
+            fmt_mac(&self.mac),
+            self.dst,
+            self.dev
+        )
+    }
+}
+
 /// Everything one backend wants in the kernel.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Desired {

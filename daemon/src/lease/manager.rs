@@ -198,12 +198,13 @@ pub async fn keep(
 /// The set of peer leases (every lease but our own), keyed by subnet.
 pub type PeerSet = BTreeMap<Ipv4Network, Lease>;
 
-/// Follows all leases and publishes the full peer set after every change. Runs until
+/// Follows all leases and publishes the full peer set after every change (`None` until the
+/// first complete list, so nothing is programmed or swept from a partial view). Runs until
 /// `shutdown`; errors are retried with back-off after a fresh list. `errors` counts failures.
 pub async fn watch_peers(
     reg: Registry,
     own: watch::Receiver<LeaseStatus>,
-    peers: watch::Sender<Arc<PeerSet>>,
+    peers: watch::Sender<Option<Arc<PeerSet>>>,
     errors: Arc<std::sync::atomic::AtomicU64>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -228,7 +229,7 @@ pub async fn watch_peers(
 async fn follow(
     reg: &Registry,
     own: &watch::Receiver<LeaseStatus>,
-    peers: &watch::Sender<Arc<PeerSet>>,
+    peers: &watch::Sender<Option<Arc<PeerSet>>>,
 ) -> Result<(), RegistryError> {
     let (leases, bad, revision) = reg.list().await?;
     for e in bad {
@@ -240,7 +241,7 @@ async fn follow(
         .filter(|l| l.subnet != mine())
         .map(|l| (l.subnet, l))
         .collect();
-    peers.send_replace(Arc::new(set.clone()));
+    peers.send_replace(Some(Arc::new(set.clone())));
     let mut w = reg.watch(revision).await?;
     loop {
         let (events, _rev) = w.next().await?;
@@ -255,7 +256,7 @@ async fn follow(
                 }
             }
         }
-        peers.send_replace(Arc::new(set.clone()));
+        peers.send_replace(Some(Arc::new(set.clone())));
     }
 }
 

@@ -12,7 +12,7 @@ use super::addr::Family;
 use super::error::Result;
 use super::handle::Handle;
 use ipnetwork::IpNetwork;
-use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol,
@@ -225,6 +225,18 @@ impl Handle {
         self.request(
             RouteNetlinkMessage::NewRoute(route.to_message()),
             NLM_F_CREATE | NLM_F_EXCL,
+            &what,
+        )
+        .map(|_| ())
+    }
+
+    /// Adds `route` or replaces the route with the same destination, table and metric
+    /// (e.g. a peer's new gateway) in one request, so there is no moment without a route.
+    pub fn replace_route(&mut self, route: &Route) -> Result<()> {
+        let what = format!("replace route {}", route.describe());
+        self.request(
+            RouteNetlinkMessage::NewRoute(route.to_message()),
+            NLM_F_CREATE | NLM_F_REPLACE,
             &what,
         )
         .map(|_| ())

@@ -1,0 +1,175 @@
+//! `--metrics-addr`: Prometheus `/metrics`, `/healthz`, and `/status` (JSON for `netctl`).
+//!
+//! Metrics are rendered from [`State`] at scrape time into a fresh registry
+//! (prometheus-client's text encoder), so there is one source of truth and no metric can
+//! drift from what `/status` reports. `/healthz` is 200 while the node holds a lease (also
+//! when etcd is unreachable: the data plane still forwards, which is what health is about)
+//! and 503 before the first lease, with the reason in the body.
+
+use crate::state::{LeasePhase, State};
+use axum::Router;
+use axum::extract::State as AxState;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Json};
+use axum::routing::get;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+fn gauge(reg: &mut Registry, name: &str, help: &str, v: i64) {
+    let g: Gauge = Gauge::default();
+    g.set(v);
+    reg.register(name, help, g);
+}
+
+fn counter(reg: &mut Registry, name: &str, help: &str, v: u64) {
+    let c: Counter = Counter::default();
+    c.inc_by(v);
+    reg.register(name, help, c);
+}
+
+/// The Prometheus text exposition of `state`.
+pub fn render_metrics(state: &State) -> String {
+    let s = state.snapshot();
+    let mut reg = Registry::with_prefix("twill");
+    gauge(
+        &mut reg,
+        "lease_held",
+        "1 while this node holds its subnet lease",
+        i64::from(s.lease_phase != LeasePhase::Acquiring),
+    );
+    gauge(
+        &mut reg,
+        "etcd_reachable",
+        "1 while etcd answers lease renewals",
+        i64::from(s.lease_phase == LeasePhase::Held),
+    );
+    gauge(
+        &mut reg,
+        "lease_expiry_timestamp_seconds",
+        "Unix time the subnet lease expires, as of the last renewal",
+        s.lease_expires_at.unwrap_or(0) as i64,
+    );
+    gauge(
+        &mut reg,
+        "peers",
+        "Peer leases seen in etcd",
+        s.peers_seen as i64,
+    );
+    gauge(
+        &mut reg,
+        "peers_unreachable",
+        "Peers that cannot be programmed (e.g. host-gw peer not on-link)",
+        s.unreachable_peers.len() as i64,
+    );
+    gauge(
+        &mut reg,
+        "routes_programmed",
+        "Routes twilld owns in the kernel",
+        s.routes_programmed as i64,
+    );
+    gauge(
+        &mut reg,
+        "fdb_entries_programmed",
+        "FDB entries twilld owns",
+        s.fdb_programmed as i64,
+    );
+    let load = |c: &AtomicU64| State::count(c);
+    counter(
+        &mut reg,
+        "backend_errors",
+        "Failed route/neighbour/FDB programming operations",
+        load(&state.backend_errors),
+    );
+    counter(
+        &mut reg,
+        "etcd_errors",
+        "Failed etcd requests (lease claim and renewal)",
+        load(&state.etcd_errors),
+    );
+    counter(
+        &mut reg,
+        "lease_watch_errors",
+        "Interrupted lease watches (followed by a re-list)",
+        load(&state.watch_errors),
+    );
+    counter(
+        &mut reg,
+        "reconciles",
+        "Completed reconcile passes",
+        load(&state.reconciles),
+    );
+    let mut out = String::new();
+    if encode(&mut out, &reg).is_err() {
+        return String::new();
+    }
+    out
+}
+
+async fn metrics(AxState(state): AxState<Arc<State>>) -> impl IntoResponse {
+    (
+        [(
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        render_metrics(&state),
+    )
+}
+
+async fn healthz(AxState(state): AxState<Arc<State>>) -> impl IntoResponse {
+    let s = state.snapshot();
+    match s.lease_phase {
+        LeasePhase::Held => (StatusCode::OK, "ok\n".to_string()),
+        LeasePhase::EtcdUnreachable => (
+            StatusCode::OK,
+            "ok: forwarding; etcd unreachable, lease renewal retrying\n".to_string(),
+        ),
+        LeasePhase::Acquiring => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "no subnet lease yet{}\n",
+                s.last_errors
+                    .last()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            ),
+        ),
+    }
+}
+
+async fn status(AxState(state): AxState<Arc<State>>) -> impl IntoResponse {
+    Json(state.snapshot())
+}
+
+/// The router serving all three endpoints.
+pub fn router(state: Arc<State>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/status", get(status))
+        .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_reflect_state() {
+        let st = State::default();
+        st.update(|s| {
+            s.lease_phase = LeasePhase::Held;
+            s.peers_seen = 3;
+        });
+        st.backend_errors
+            .fetch_add(2, std::sync::atomic::Ordering::Relaxed);
+        let text = render_metrics(&st);
+        assert!(text.contains("twill_lease_held 1"), "{text}");
+        assert!(text.contains("twill_peers 3"), "{text}");
+        assert!(text.contains("twill_backend_errors_total 2"), "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+}
