@@ -10,6 +10,14 @@ use twill_net::nft::{
 };
 use twill_testutil::{Netns, require_tool};
 
+/// Runs `f` on a thread inside `ns` (our netlink layer's `Netns::run`).
+fn run<T: Send>(ns: &Netns, f: impl FnOnce() -> T + Send) -> T {
+    twill_net::netlink::Netns::open(ns.path())
+        .unwrap()
+        .run(f)
+        .unwrap()
+}
+
 fn nft_list(ns: &Netns, t: &TableRef) -> String {
     require_tool("nft", "nftables");
     ns.exec_ok(&["nft", "list", "table", t.family.as_str(), &t.name])
@@ -180,8 +188,8 @@ fn what_we_apply_reads_back_identically() {
     let ns = Netns::new("nftrt");
     for t in sample_tables() {
         let r = TableRef::new(t.family, &t.name);
-        ns.run(|| apply(&t).commit()).unwrap();
-        let back = ns.run(|| nft::read_table(&r)).unwrap().unwrap();
+        run(&ns, || apply(&t).commit()).unwrap();
+        let back = run(&ns, || nft::read_table(&r)).unwrap().unwrap();
         assert_eq!(back, t, "typed read-back of {r}");
         assert_eq!(nft_list(&ns, &r), t.to_string(), "nft's view of {r}");
     }
@@ -203,7 +211,7 @@ fn rulesets_written_by_nft_read_back_as_rendered() {
             String::from_utf8_lossy(&out.stderr)
         );
         let r = TableRef::new(t.family, &t.name);
-        assert_eq!(ns.run(|| nft::read_table(&r)).unwrap().unwrap(), t);
+        assert_eq!(run(&ns, || nft::read_table(&r)).unwrap().unwrap(), t);
     }
 }
 
@@ -213,7 +221,7 @@ fn errors_name_the_object_and_nothing_is_applied() {
     let t = TableRef::new(Family::Ip, "twill_portmap");
     let mut tx = Transaction::new();
     tx.add_rule(&t, "hostports", Rule::new(vec![Stmt::Masquerade]));
-    let e = ns.run(|| tx.commit()).unwrap_err();
+    let e = run(&ns, || tx.commit()).unwrap_err();
     assert_eq!(
         e.to_string(),
         "add rule to chain twill_portmap/hostports: no such file or directory"
@@ -227,12 +235,12 @@ fn errors_name_the_object_and_nothing_is_applied() {
         "hostports",
         Rule::new(vec![Stmt::Verdict(Verdict::Jump("nowhere".into()))]),
     );
-    let e = ns.run(|| tx.commit()).unwrap_err();
+    let e = run(&ns, || tx.commit()).unwrap_err();
     assert_eq!(
         e.to_string(),
         "add rule to chain twill_portmap/hostports: no such file or directory"
     );
-    assert!(!ns.run(|| nft::table_exists(&t)).unwrap());
+    assert!(!run(&ns, || nft::table_exists(&t)).unwrap());
 
     // A base chain cannot change its hook: the kernel's refusal names the chain.
     let mut tx = Transaction::new();
@@ -241,14 +249,14 @@ fn errors_name_the_object_and_nothing_is_applied() {
         "pre",
         Some(BaseChain::new(ChainType::Nat, Hook::Prerouting, -100)),
     );
-    ns.run(|| tx.commit()).unwrap();
+    run(&ns, || tx.commit()).unwrap();
     let mut tx = Transaction::new();
     tx.add_chain(
         &t,
         "pre",
         Some(BaseChain::new(ChainType::Nat, Hook::Output, -100)),
     );
-    let e = ns.run(|| tx.commit()).unwrap_err();
+    let e = run(&ns, || tx.commit()).unwrap_err();
     assert!(
         e.to_string().starts_with("add chain twill_portmap/pre: "),
         "{e}"
@@ -266,7 +274,7 @@ fn list_delete_by_handle_flush_and_existence() {
         ])
         .with_comment(c)
     };
-    ns.run(|| {
+    run(&ns, || {
         assert!(!nft::table_exists(&t).unwrap());
         assert!(!nft::chain_exists(&t, "c").unwrap());
         assert!(nft::list_rules(&t, "c").unwrap().is_empty());
@@ -336,6 +344,6 @@ fn large_batches_are_acknowledged() {
             .with_comment("bulk"),
         );
     }
-    ns.run(|| tx.commit()).unwrap();
-    assert_eq!(ns.run(|| nft::list_rules(&t, "c")).unwrap().len(), 3000);
+    run(&ns, || tx.commit()).unwrap();
+    assert_eq!(run(&ns, || nft::list_rules(&t, "c")).unwrap().len(), 3000);
 }

@@ -95,14 +95,9 @@ impl NftError {
     }
 }
 
-/// `strerror` text starting lowercase, as in `no such file or directory`.
+/// `strerror` text the way the netlink layer prints it (`no such file or directory`).
 fn errno_text(errno: i32) -> String {
-    let desc = nix::errno::Errno::from_raw(errno).desc();
-    let mut chars = desc.chars();
-    match chars.next() {
-        Some(c) => c.to_lowercase().chain(chars).collect(),
-        None => format!("errno {errno}"),
-    }
+    crate::netlink::Errno(errno).to_string()
 }
 
 /// Runs `attempt` (list, build, commit) again when a concurrent change removed a rule it
