@@ -28,7 +28,7 @@ pub mod macspoof;
 pub mod masq;
 pub mod model;
 pub mod owner;
-mod sock;
+pub(crate) mod sock;
 mod tx;
 mod wire;
 
