@@ -8,8 +8,11 @@
 //!   dedicated short-lived thread.
 //! - [`nft`]: nftables transactions through `nftnl` (one atomic batch per change) and the
 //!   listing needed to find rules we own.
+//! - [`conntrack`]: finding and deleting tracked flows (stale UDP entries after a port
+//!   mapping changes) over ctnetlink.
 //!
 //! No function here forks `ip`, `iptables` or `nft`.
 
+pub mod conntrack;
 pub mod netlink;
 pub mod nft;

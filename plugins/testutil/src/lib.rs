@@ -10,6 +10,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+pub mod traffic;
+
 use serde_json::Value;
 use std::io::Write;
 use std::os::unix::process::CommandExt;
