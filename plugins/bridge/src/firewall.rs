@@ -1,9 +1,8 @@
 //! Firewall hooks of the bridge plugin: `ipMasq` and `macspoofchk`.
 //!
-//! The rules themselves are nftables programs in `twill_net::nft` (written separately);
-//! this module is the one place the bridge plugin calls them, so the call sites in ADD,
-//! DEL, CHECK and GC stay fixed while the implementation lands. Until it does, every hook
-//! fails with a clear error instead of pretending the rules exist.
+//! The rules themselves are nftables programs in `twill_net::nft` (`masq`: table
+//! `inet twill_masq`; `macspoof`: our own bridge-family table); this module is the one place
+//! the bridge plugin calls them and turns their errors into CNI errors naming the attachment.
 //!
 //! Call sites (all in this crate):
 //! - ADD (`add.rs`): [`macspoof_setup`] right after the veth is on the bridge (undo:
@@ -17,6 +16,7 @@ use crate::config::MasqBackend;
 use ipnetwork::IpNetwork;
 use twill_cni::CniError;
 use twill_net::netlink::MacAddr;
+use twill_net::nft::{NftError, macspoof, masq};
 
 /// The attachment whose rules a hook manages.
 #[derive(Debug, Clone, Copy)]
@@ -26,68 +26,68 @@ pub struct Attachment<'a> {
     pub ifname: &'a str,
 }
 
-fn masq_unavailable() -> CniError {
-    CniError::internal("ipMasq is not available yet")
+fn nft_err(what: &str, a: &Attachment<'_>, e: NftError) -> CniError {
+    CniError::internal(format!(
+        "{what} for container {} interface {}: {e}",
+        a.container_id, a.ifname
+    ))
 }
 
-fn macspoof_unavailable() -> CniError {
-    CniError::internal("macspoofchk is not available yet")
-}
-
-/// Masquerade traffic from `pod_addrs` leaving their subnets.
-/// Lead: `twill_net::nft::masq::setup(a.network, a.container_id, a.ifname, pod_addrs)`.
+/// Masquerade traffic from `pod_addrs` leaving their subnets. Every `ipMasqBackend` value is
+/// served by nftables: `iptables` is accepted so existing configs keep working, but we never
+/// fork iptables (the reference's cost) and the rules live in our own `inet twill_masq`.
 pub fn masq_setup(
     a: &Attachment<'_>,
     pod_addrs: &[IpNetwork],
-    backend: MasqBackend,
+    _backend: MasqBackend,
 ) -> Result<(), CniError> {
-    let _ = (a, pod_addrs, backend);
-    Err(masq_unavailable())
+    masq::setup(a.network, a.container_id, a.ifname, pod_addrs)
+        .map_err(|e| nft_err("set up masquerade", a, e))
 }
 
 /// Remove the attachment's masquerade rules; absent rules are success.
-/// Lead: `twill_net::nft::masq::teardown(a.network, a.container_id, a.ifname)`.
-pub fn masq_teardown(a: &Attachment<'_>, backend: MasqBackend) -> Result<(), CniError> {
-    let _ = (a, backend);
-    Err(masq_unavailable())
+pub fn masq_teardown(a: &Attachment<'_>, _backend: MasqBackend) -> Result<(), CniError> {
+    masq::teardown(a.network, a.container_id, a.ifname)
+        .map_err(|e| nft_err("remove masquerade", a, e))
 }
 
 /// Verify the attachment's masquerade rules exist for `pod_addrs`.
-/// Lead: `twill_net::nft::masq::check(..)`.
 pub fn masq_check(
     a: &Attachment<'_>,
     pod_addrs: &[IpNetwork],
-    backend: MasqBackend,
+    _backend: MasqBackend,
 ) -> Result<(), CniError> {
-    let _ = (a, pod_addrs, backend);
-    Err(masq_unavailable())
+    masq::check(a.network, a.container_id, a.ifname, pod_addrs)
+        .map_err(|e| nft_err("check masquerade", a, e))
 }
 
 /// Remove masquerade rules of `network` whose `(container id, ifname)` is not in `valid`.
-/// Lead: `twill_net::nft::masq::gc(network, valid)`.
 pub fn masq_gc(
     network: &str,
     valid: &[(String, String)],
-    backend: MasqBackend,
+    _backend: MasqBackend,
 ) -> Result<(), CniError> {
-    let _ = (network, valid, backend);
-    Err(masq_unavailable())
+    masq::gc(network, valid)
+        .map_err(|e| CniError::internal(format!("gc masquerade rules of network {network}: {e}")))
 }
 
 /// Drop frames from the container whose source MAC is not `container_mac`.
-/// Lead: `twill_net::nft::macspoof::setup(container_id, ifname, host_veth, container_mac)`.
 pub fn macspoof_setup(
     a: &Attachment<'_>,
     host_veth: &str,
     container_mac: MacAddr,
 ) -> Result<(), CniError> {
-    let _ = (a, host_veth, container_mac);
-    Err(macspoof_unavailable())
+    macspoof::setup(
+        a.container_id,
+        a.ifname,
+        host_veth,
+        &container_mac.to_string(),
+    )
+    .map_err(|e| nft_err("set up mac spoof check", a, e))
 }
 
 /// Remove the attachment's MAC spoof check; absent rules are success.
-/// Lead: `twill_net::nft::macspoof::teardown(container_id, ifname)`.
 pub fn macspoof_teardown(a: &Attachment<'_>) -> Result<(), CniError> {
-    let _ = a;
-    Err(macspoof_unavailable())
+    macspoof::teardown(a.container_id, a.ifname)
+        .map_err(|e| nft_err("remove mac spoof check", a, e))
 }

@@ -687,18 +687,126 @@ fn status_and_gc_are_forwarded_to_ipam() {
         .ok();
 }
 
+fn nft_list(ns: &Netns, what: &[&str]) -> String {
+    require_tool("nft", "nftables");
+    let mut args = vec!["nft", "list"];
+    args.extend_from_slice(what);
+    String::from_utf8_lossy(&ns.exec(&args).stdout).into_owned()
+}
+
+/// A namespace "outside" the cluster, reachable from the host only: it has no route back to
+/// the pod subnet, so it can only answer a pod whose traffic was masqueraded.
+fn outside(w: &World) -> Netns {
+    let ext = Netns::new("brx");
+    w.host.ip(&[
+        "link", "add", "ext0", "type", "veth", "peer", "name", "eth0", "netns", &ext.name,
+    ]);
+    w.host.ip(&["addr", "add", "192.0.2.1/24", "dev", "ext0"]);
+    w.host.ip(&["link", "set", "ext0", "up"]);
+    ext.ip(&["addr", "add", "192.0.2.2/24", "dev", "eth0"]);
+    ext.ip(&["link", "set", "eth0", "up"]);
+    ext
+}
+
+fn ping_ok(from: &Netns, to: &str) -> bool {
+    require_tool("ping", "iputils-ping");
+    from.exec(&["ping", "-c", "1", "-W", "1", to])
+        .status
+        .success()
+}
+
 #[test]
-fn ipmasq_is_refused_until_the_firewall_lands_and_leaves_nothing() {
+fn b3_b4_ipmasq_rules_packets_check_and_del() {
     let w = World::new();
-    let out = w.inv("ADD").run(&w.conf("1.0.0", json!({"ipMasq": true})));
-    assert_eq!(out.json()["msg"], "ipMasq is not available yet");
-    assert!(w.allocations().is_empty());
-    assert_eq!(links(&w.cont), vec!["lo"]);
-    let out = w
-        .inv("ADD")
-        .run(&w.conf("1.0.0", json!({"macspoofchk": true})));
-    assert_eq!(out.json()["msg"], "macspoofchk is not available yet");
-    assert_eq!(links(&w.cont), vec!["lo"]);
+    let ext = outside(&w);
+    // Without ipMasq the outside cannot answer (no route back): the test can fail.
+    let plain = Netns::new("brc");
+    w.inv_for("ADD", "plain", &plain, "eth0")
+        .run(&w.conf("1.0.0", json!({})))
+        .ok();
+    assert!(!ping_ok(&plain, "192.0.2.2"), "reply without masquerade?");
+    for backend in [None, Some("nftables"), Some("iptables")] {
+        let mut extra = json!({"ipMasq": true});
+        if let Some(b) = backend {
+            extra["ipMasqBackend"] = json!(b);
+        }
+        let conf = w.conf("1.0.0", extra);
+        let result = w.inv("ADD").run(&conf).ok();
+        let ip = result["ips"][0]["address"]
+            .as_str()
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        let table = nft_list(&w.host, &["table", "inet", "twill_masq"]);
+        assert!(
+            table.contains(&format!("ip saddr {ip} ip daddr != 10.1.2.0/24 masquerade")),
+            "{table}"
+        );
+        assert_eq!(
+            table.matches("comment").count(),
+            1,
+            "one rule for the one pod: {table}"
+        );
+        assert!(
+            ping_ok(&w.cont, "192.0.2.2"),
+            "masqueraded ping to the outside ({backend:?})"
+        );
+        // Pod to pod on the same subnet is not masqueraded (and works).
+        assert!(ping_ok(&w.cont, "10.1.2.2"));
+        let mut check: Value = serde_json::from_str(&conf).unwrap();
+        check["prevResult"] = result.clone();
+        w.inv("CHECK").run(&check.to_string()).ok();
+        w.inv("DEL").run(&conf).ok();
+        let table = nft_list(&w.host, &["table", "inet", "twill_masq"]);
+        assert!(!table.contains(&ip), "rule removed on DEL: {table}");
+        // CHECK now fails: the rule (and the interface) are gone.
+        assert!(!w.inv("CHECK").run(&check.to_string()).success);
+        w.inv("DEL").run(&conf).ok();
+    }
+    drop(ext);
+}
+
+#[test]
+fn ipmasq_gc_removes_rules_of_vanished_containers() {
+    let w = World::new();
+    let conf = w.conf("1.1.0", json!({"ipMasq": true}));
+    let other = Netns::new("brc");
+    w.inv("ADD").run(&conf).ok();
+    w.inv_for("ADD", "gone", &other, "eth0").run(&conf).ok();
+    assert_eq!(
+        nft_list(&w.host, &["table", "inet", "twill_masq"])
+            .matches("comment")
+            .count(),
+        2
+    );
+    let mut gc: Value = serde_json::from_str(&conf).unwrap();
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "c1", "ifname": "eth0"}]);
+    w.inv("GC").run(&gc.to_string()).ok();
+    let table = nft_list(&w.host, &["table", "inet", "twill_masq"]);
+    assert_eq!(table.matches("comment").count(), 1, "{table}");
+    assert!(table.contains("c1"), "{table}");
+    assert_eq!(w.allocations(), vec!["10.1.2.2"]);
+}
+
+#[test]
+fn b11_macspoofchk_drops_spoofed_frames_and_is_removed_on_del() {
+    let w = World::new();
+    let conf = w.conf("1.0.0", json!({"macspoofchk": true}));
+    let result = w.inv("ADD").run(&conf).ok();
+    let ruleset = nft_list(&w.host, &["ruleset"]);
+    assert!(ruleset.contains(&host_veth(&result)), "{ruleset}");
+    assert!(ruleset.contains("c1"), "{ruleset}");
+    assert!(ping_ok(&w.cont, "10.1.2.1"), "genuine MAC passes");
+    // Spoof: change the container's MAC behind the plugin's back; frames now get dropped.
+    w.cont.ip(&["neigh", "flush", "all"]);
+    w.cont
+        .ip(&["link", "set", "eth0", "address", "02:de:ad:be:ef:01"]);
+    assert!(!ping_ok(&w.cont, "10.1.2.1"), "spoofed MAC must be dropped");
+    w.inv("DEL").run(&conf).ok();
+    let ruleset = nft_list(&w.host, &["ruleset"]);
+    assert!(!ruleset.contains("c1"), "{ruleset}");
 }
 
 /// Runs the reference bridge for the same scenario in its own namespaces.
