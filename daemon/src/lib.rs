@@ -8,6 +8,7 @@
 pub mod backend;
 pub mod http;
 pub mod lease;
+pub mod masq;
 pub mod netconf;
 pub mod run;
 pub mod state;

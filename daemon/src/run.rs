@@ -90,6 +90,9 @@ pub async fn run(opts: Options, mut shutdown: watch::Receiver<bool>) -> anyhow::
     if let Err(e) = backend.setup(&mut handle, &underlay, lease.subnet) {
         anyhow::bail!("set up {} backend: {e}", backend.type_name());
     }
+    if let Err(e) = crate::masq::apply(cfg.network, opts.ip_masq) {
+        anyhow::bail!("masquerade rules (table inet {}): {e}", crate::masq::TABLE);
+    }
     write_subnet_file(&opts, &cfg, &backend, &underlay, lease.subnet)?;
 
     // 3. Keep the lease and follow peers.
@@ -145,6 +148,12 @@ pub async fn run(opts: Options, mut shutdown: watch::Receiver<bool>) -> anyhow::
         let Some(peers) = peers_rx.borrow_and_update().clone() else {
             continue;
         };
+        // Level-triggered: the masquerade table is rewritten with the routes, healing it if
+        // something flushed it.
+        if let Err(e) = crate::masq::apply(cfg.network, opts.ip_masq) {
+            state.backend_errors.fetch_add(1, Ordering::Relaxed);
+            state.record_error(format!("masquerade rules: {e}"));
+        }
         let want = backend.desired(&peers, &underlay);
         let report = apply::reconcile(&mut handle, &want, overlay.as_deref());
         state.reconciles.fetch_add(1, Ordering::Relaxed);

@@ -247,3 +247,35 @@ fn twenty_nodes_started_at_once_get_distinct_subnets() {
         |c| (1..=20).all(|i| c.owned_routes(i).len() == 19),
     );
 }
+
+#[test]
+fn pods_reach_the_outside_through_the_daemons_masquerade() {
+    let mut c = Cluster::new(2, VXLAN);
+    c.start_daemons();
+    let p = c.add_pod(1);
+    let q = c.add_pod(2);
+    c.wait_until("routes", Duration::from_secs(30), |c| {
+        (1..=2).all(|i| c.owned_routes(i).len() == 1)
+    });
+    // The underlay gateway has no route to the pod network: only masqueraded pods get answers.
+    let outside: std::net::Ipv4Addr = "192.168.100.254".parse().unwrap();
+    assert!(c.ping(p, outside), "pod on node1 reaches the outside");
+    assert!(c.ping(q, outside), "pod on node2 reaches the outside");
+    let table = String::from_utf8_lossy(
+        &c.nodes[0]
+            .ns
+            .exec(&["nft", "list", "table", "inet", "twill_node"])
+            .stdout,
+    )
+    .into_owned();
+    assert!(
+        table.contains("ip saddr 10.244.0.0/16 masquerade"),
+        "{table}"
+    );
+    // Pod to pod keeps its source address: the return rule comes first.
+    assert!(
+        table.contains("ip saddr 10.244.0.0/16 ip daddr 10.244.0.0/16 return"),
+        "{table}"
+    );
+    assert!(c.ping(p, c.pods[q].ip));
+}
