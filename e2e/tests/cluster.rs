@@ -279,3 +279,188 @@ fn pods_reach_the_outside_through_the_daemons_masquerade() {
     );
     assert!(c.ping(p, c.pods[q].ip));
 }
+
+fn in_node(c: &Cluster, i: u8, program: &str, args: &[&str]) -> (bool, String, String) {
+    let out = c.nodes[usize::from(i - 1)]
+        .ns
+        .command(program)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn netctl(c: &Cluster, i: u8, args: &[&str]) -> (bool, String, String) {
+    let bin = twill_testutil::bin_dir().join("netctl");
+    let endpoint = c.etcd.endpoint.clone();
+    let mut full = vec!["--etcd-endpoints", endpoint.as_str()];
+    full.extend_from_slice(args);
+    in_node(c, i, bin.to_str().unwrap(), &full)
+}
+
+#[test]
+fn netctl_metrics_and_health_tell_the_operator_what_is_going_on() {
+    let mut c = Cluster::new(3, VXLAN);
+    c.start_daemons();
+    c.wait_until("routes", Duration::from_secs(30), |c| {
+        (1..=3).all(|i| c.owned_routes(i).len() == 2)
+    });
+    // leases: all three, table and JSON.
+    let (ok, out, err) = netctl(&c, 1, &["leases"]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("SUBNET"), "{out}");
+    for i in 1..=3 {
+        assert!(out.contains(&format!("192.168.100.{i}")), "{out}");
+        assert!(out.contains(&format!("node{i}")), "{out}");
+    }
+    let (ok, out, _) = netctl(&c, 1, &["leases", "-o", "json"]);
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["leases"].as_array().unwrap().len(), 3);
+    assert!(v["leases"][0]["ttlSeconds"].as_i64().unwrap() > 0);
+    // status of node 1.
+    let (ok, out, err) = netctl(&c, 1, &["status"]);
+    assert!(ok, "{err}");
+    let subnet = c.wait_subnet_file(1).node_subnet().to_string();
+    assert!(
+        out.contains(&subnet) && out.contains("vxlan") && out.contains("2 seen"),
+        "{out}"
+    );
+    // routes: everything in place, then a deleted route shows as MISSING until repaired.
+    let (ok, out, _) = netctl(&c, 1, &["routes"]);
+    assert!(ok && out.contains("kernel matches twilld's plan"), "{out}");
+    let victim = c.owned_routes(1)[0].clone();
+    let dst = victim.split_whitespace().next().unwrap().to_owned();
+    c.nodes[0].ns.ip(&["route", "del", &dst]);
+    let (_, out, _) = netctl(&c, 1, &["routes", "-o", "json"]);
+    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["state"] == "MISSING" && r["entry"].as_str().unwrap().starts_with(&dst)),
+        "{out}"
+    );
+    c.wait_until(
+        "the deleted route repaired by the resync",
+        Duration::from_secs(20),
+        |c| c.owned_routes(1).contains(&victim),
+    );
+    // metrics and health.
+    let (ok, metrics, _) = in_node(
+        &c,
+        1,
+        "curl",
+        &["-s", "-m", "2", "http://127.0.0.1:9464/metrics"],
+    );
+    assert!(ok);
+    for m in [
+        "twill_lease_held 1",
+        "twill_peers 2",
+        "twill_routes_programmed 2",
+        "twill_etcd_errors_total 0",
+    ] {
+        assert!(metrics.contains(m), "{m} missing in\n{metrics}");
+    }
+    let (_, health, _) = in_node(
+        &c,
+        1,
+        "curl",
+        &["-s", "-m", "2", "http://127.0.0.1:9464/healthz"],
+    );
+    assert_eq!(health, "ok\n");
+    // Errors that say what to do.
+    let (ok, _, err) = in_node(
+        &c,
+        1,
+        twill_testutil::bin_dir().join("netctl").to_str().unwrap(),
+        &["--daemon", "127.0.0.1:1", "status"],
+    );
+    assert!(
+        !ok && err.contains("is twilld running on this node?"),
+        "{err}"
+    );
+}
+
+#[test]
+fn startup_sweeps_stale_routes_it_owns_and_leaves_others_alone() {
+    let mut c = Cluster::new(2, VXLAN);
+    // Before twilld starts: a stale route of ours (protocol 116) and a foreign static route.
+    c.nodes[0].ns.ip(&[
+        "route",
+        "add",
+        "10.244.77.0/24",
+        "via",
+        "192.168.100.77",
+        "proto",
+        "116",
+    ]);
+    c.nodes[0]
+        .ns
+        .ip(&["route", "add", "10.99.0.0/16", "via", "192.168.100.99"]);
+    c.start_daemons();
+    c.wait_until(
+        "stale route swept, peer route added",
+        Duration::from_secs(30),
+        |c| {
+            let r = c.owned_routes(1);
+            r.len() == 1 && !r[0].starts_with("10.244.77.0")
+        },
+    );
+    let all = c.nodes[0].ns.ip(&["route", "show"]);
+    assert!(
+        all.contains("10.99.0.0/16 via 192.168.100.99"),
+        "foreign route kept: {all}"
+    );
+}
+
+#[test]
+fn host_gw_peer_that_is_not_on_link_is_reported_not_black_holed() {
+    let mut c = Cluster::new(2, HOST_GW);
+    c.start_daemons();
+    c.wait_until("routes", Duration::from_secs(30), |c| {
+        (1..=2).all(|i| c.owned_routes(i).len() == 1)
+    });
+    // A third node somewhere behind a router (not on the underlay segment).
+    let subnet: ipnetwork::Ipv4Network = "10.244.250.0/24".parse().unwrap();
+    c.with_registry(async move |r| {
+        let attrs = twilld::lease::record::LeaseAttrs {
+            public_ip: "172.31.0.9".parse().unwrap(),
+            backend_type: "host-gw".into(),
+            backend_data: serde_json::Value::Null,
+            node_name: "far-away".into(),
+        };
+        r.create(subnet, &attrs, Duration::from_secs(600))
+            .await
+            .unwrap()
+            .unwrap();
+    });
+    c.wait_until(
+        "node1 reports the unreachable peer",
+        Duration::from_secs(20),
+        |c| {
+            let (_, m, _) = in_node(
+                c,
+                1,
+                "curl",
+                &["-s", "-m", "2", "http://127.0.0.1:9464/metrics"],
+            );
+            m.contains("twill_peers_unreachable 1")
+        },
+    );
+    assert!(
+        !c.owned_routes(1)
+            .iter()
+            .any(|r| r.starts_with("10.244.250.0"))
+    );
+    let (_, status, _) = netctl(&c, 1, &["status"]);
+    assert!(
+        status.contains("unreachable: 10.244.250.0/24") && status.contains("not on-link"),
+        "{status}"
+    );
+    assert!(c.nodes[0].log().contains("peer cannot be programmed"));
+}
