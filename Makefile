@@ -1,5 +1,6 @@
 # Twill: the two commands an operator or CI needs.
-#   make demo   build the plugins, connect two namespaces through our bridge, ping across
+#   make demo   build, start a 3-node cluster (etcd, twilld, pods via the twill plugin) in
+#               namespaces, print the ping matrix and netctl output, tear it all down
 #   make test   install what is missing, build, lint and run every test (needs root)
 #   make bench  time our plugins against the reference plugins; writes docs/benchmarks.md
 
@@ -8,7 +9,7 @@ APT_PACKAGES := pkg-config libnftnl-dev libmnl-dev protobuf-compiler libprotobuf
 	containernetworking-plugins busybox-static iputils-ping
 CARGO ?= cargo
 
-.PHONY: deps build lint test demo bench clean
+.PHONY: deps build lint test demo demo-bridge bench clean
 
 deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -28,6 +29,11 @@ test: build lint
 	$(CARGO) test --workspace
 
 demo: deps
+	$(CARGO) build --workspace --bins
+	target/debug/demo-cluster
+
+# The plugins alone: two namespaces connected through our bridge.
+demo-bridge: deps
 	$(CARGO) build --workspace --bins
 	bash e2e/demo.sh
 

@@ -48,8 +48,13 @@ pub fn require_tool(tool: &str, package: &str) {
 /// Directory of the workspace's built executables (`target/<profile>`).
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    // target/<profile>/deps/<test-binary>
-    exe.parent().unwrap().parent().unwrap().to_path_buf()
+    let dir = exe.parent().unwrap();
+    // Test binaries live in target/<profile>/deps/, other binaries in target/<profile>/.
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.parent().unwrap().to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
 }
 
 /// Path of one of our built plugins; fails with a hint when it was not built.
