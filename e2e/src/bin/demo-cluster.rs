@@ -73,8 +73,8 @@ fn main() {
     }
     println!();
     let mut failures = 0;
-    for a in 0..c.pods.len() {
-        print!("{:<10}", ids[a]);
+    for (a, id) in ids.iter().enumerate() {
+        print!("{id:<10}");
         for b in 0..c.pods.len() {
             let cell = if a == b {
                 "-"
