@@ -2,7 +2,8 @@
 #   make demo   build, start a 3-node cluster (etcd, twilld, pods via the twill plugin) in
 #               namespaces, print the ping matrix and netctl output, tear it all down
 #   make test   install what is missing, build, lint and run every test (needs root)
-#   make bench  time our plugins against the reference plugins; writes docs/benchmarks.md
+#   make bench  plugins against the reference plugins, pod throughput against the underlay,
+#               lease-to-route latency; writes docs/benchmarks.md
 
 APT_PACKAGES := pkg-config libnftnl-dev libmnl-dev protobuf-compiler libprotobuf-dev \
 	iproute2 nftables iptables conntrack etcd-server iperf3 curl podman runc \
@@ -41,6 +42,7 @@ demo-bridge: deps
 bench: deps
 	$(CARGO) build --release --workspace --bins
 	target/release/bench-plugins $(BENCH_ARGS)
+	target/release/bench-cluster
 
 clean:
 	$(CARGO) clean

@@ -45,13 +45,11 @@ pub fn render(meta: &Meta, rows: &[Row]) -> String {
     let mut s = String::new();
     let m = &meta.machine;
     // Writing to a String cannot fail; the results are ignored on purpose.
-    let _ = writeln!(s, "# Benchmarks\n");
+    let _ = writeln!(s, "## CNI plugins: ours against the reference plugins\n");
     let _ = writeln!(
         s,
-        "Written by `e2e/src/bin/bench-plugins.rs` (`make bench`). Compare the columns of one run \
-         only: figures from different runs on this shared machine differ more than the plugins do.\n"
+        "Written by `e2e/src/bin/bench-plugins.rs` (`make bench`).\n"
     );
-    let _ = writeln!(s, "## CNI plugins: ours against the reference plugins\n");
     let _ = writeln!(s, "- Date: {} (UTC)", meta.date);
     let _ = writeln!(
         s,
@@ -102,6 +100,29 @@ pub fn render(meta: &Meta, rows: &[Row]) -> String {
         );
     }
     s
+}
+
+/// The page header shared by every benchmark section.
+pub const PAGE_HEADER: &str = "# Benchmarks\n\nEach section is written by one benchmark binary (`make bench` runs them all). \
+Compare the columns of one run only: figures from different runs on this shared machine differ \
+more than the things measured do.\n";
+
+/// Replaces (or appends) the section `name` of a benchmarks page with `body`. Sections are
+/// delimited by `<!-- bench:NAME -->` / `<!-- /bench:NAME -->` so each benchmark rewrites only
+/// its own figures. An empty page gets [`PAGE_HEADER`] first.
+pub fn replace_section(page: &str, name: &str, body: &str) -> String {
+    let open = format!("<!-- bench:{name} -->");
+    let close = format!("<!-- /bench:{name} -->");
+    let block = format!("{open}\n{}\n{close}", body.trim_end());
+    let page = if page.trim().is_empty() {
+        PAGE_HEADER.to_owned()
+    } else {
+        page.to_owned()
+    };
+    match (page.find(&open), page.find(&close)) {
+        (Some(a), Some(b)) if b > a => format!("{}{block}{}", &page[..a], &page[b + close.len()..]),
+        _ => format!("{}\n{block}\n", page.trim_end()),
+    }
 }
 
 /// `12.3 ms`.
@@ -171,6 +192,20 @@ mod tests {
     #[test]
     fn same_directory_on_both_sides_is_flagged() {
         assert!(render(&meta("/usr/lib/cni"), &[]).contains("Harness check"));
+    }
+
+    #[test]
+    fn sections_are_replaced_in_place_or_appended() {
+        let page = replace_section("", "plugins", "## A\nfirst");
+        assert!(page.starts_with("# Benchmarks"));
+        let page = replace_section(&page, "cluster", "## B\nx");
+        let page = replace_section(&page, "plugins", "## A\nsecond");
+        assert!(page.contains("second") && !page.contains("first"));
+        assert!(
+            page.find("## A").unwrap() < page.find("## B").unwrap(),
+            "order kept"
+        );
+        assert_eq!(page.matches("<!-- bench:plugins -->").count(), 1);
     }
 
     #[test]

@@ -203,7 +203,8 @@ fn main() -> Result<()> {
         reference_dir: args.reference.display().to_string(),
     };
     let rows = measure(&args)?;
-    let page = report::render(&meta, &rows);
+    let old = std::fs::read_to_string(&args.output).unwrap_or_default();
+    let page = report::replace_section(&old, "plugins", &report::render(&meta, &rows));
     std::fs::write(&args.output, &page)
         .with_context(|| format!("write {}", args.output.display()))?;
     println!(

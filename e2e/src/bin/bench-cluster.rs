@@ -1,0 +1,238 @@
+//! `bench-cluster`: the daemon's data plane and control plane, measured in one run.
+//!
+//! 1. TCP throughput (iperf3, one stream) pod to pod across two nodes for `host-gw` and
+//!    `vxlan`, each against the underlay itself (node to node) in the same cluster, the two
+//!    alternating so machine noise hits both; the ratio pod/underlay is what the backend
+//!    costs.
+//! 2. Control-plane latency: with 1,000 peer leases already programmed, the time from a new
+//!    lease being written to etcd to its route being in the node's kernel (the node's route
+//!    table is watched from inside its namespace over netlink).
+//!
+//! Writes the `cluster` section of `docs/benchmarks.md`.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+use twill_e2e::cluster::Cluster;
+use twill_e2e::report;
+use twill_e2e::stats::summarize;
+use twill_net::netlink::{Family, Handle, Netns as NlNetns};
+use twill_testutil::Netns;
+
+const ROUNDS: usize = 3;
+const SECONDS: u32 = 3;
+const LEASES: usize = 1000;
+const SAMPLES: usize = 20;
+
+fn iperf_server(ns: &Netns) -> Child {
+    ns.command("iperf3")
+        .args(["-s", "--one-off"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start iperf3 server (apt-get install iperf3)")
+}
+
+/// One iperf3 run from `ns` to `ip`, in bits per second.
+fn iperf(ns: &Netns, ip: Ipv4Addr) -> f64 {
+    for _ in 0..20 {
+        let out = ns
+            .command("iperf3")
+            .args(["-c", &ip.to_string(), "-t", &SECONDS.to_string(), "-J"])
+            .output()
+            .expect("run iperf3");
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            && let Some(bps) = v["end"]["sum_received"]["bits_per_second"].as_f64()
+        {
+            return bps;
+        }
+        // Server not listening yet.
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("iperf3 to {ip} produced no result");
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+struct Throughput {
+    backend: &'static str,
+    underlay: f64,
+    pods: f64,
+}
+
+fn throughput(backend: &'static str, conf: &str) -> Throughput {
+    let mut c = Cluster::new(2, conf);
+    c.start_daemons();
+    let a = c.add_pod(1);
+    let b = c.add_pod(2);
+    c.wait_until("routes", Duration::from_secs(30), |c| {
+        (1..=2).all(|i| c.owned_routes(i).len() == 1)
+    });
+    let (mut under, mut pods) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let mut s = iperf_server(&c.nodes[1].ns);
+        under.push(iperf(&c.nodes[0].ns, c.nodes[1].ip()));
+        let _ = s.wait();
+        let mut s = iperf_server(&c.pods[b].ns);
+        pods.push(iperf(&c.pods[a].ns, c.pods[b].ip));
+        let _ = s.wait();
+    }
+    Throughput {
+        backend,
+        underlay: median(under),
+        pods: median(pods),
+    }
+}
+
+/// Time from writing a lease to its route appearing on node 1, `SAMPLES` times, with
+/// `LEASES` leases present.
+fn lease_latency() -> Vec<Duration> {
+    let mut c = Cluster::new(
+        1,
+        r#"{"Network":"10.0.0.0/8","SubnetLen":24,"Backend":{"Type":"vxlan"}}"#,
+    );
+    c.start_daemons();
+    let attrs = |i: usize| twilld::lease::record::LeaseAttrs {
+        public_ip: Ipv4Addr::new(192, 168, 100, 10 + (i % 200) as u8),
+        backend_type: "vxlan".into(),
+        backend_data: serde_json::json!({"VNI": 1, "VtepMAC": format!("02:55:00:00:{:02x}:{:02x}", i / 256, i % 256)}),
+        node_name: format!("fake-{i}"),
+    };
+    let subnet = |i: usize| -> ipnetwork::Ipv4Network {
+        Ipv4Network::new(
+            Ipv4Addr::new(10, 100 + (i / 256) as u8, (i % 256) as u8, 0),
+            24,
+        )
+        .expect("subnet")
+    };
+    use ipnetwork::Ipv4Network;
+    c.with_registry(async |r| {
+        for i in 0..LEASES {
+            r.create(subnet(i), &attrs(i), Duration::from_secs(3600))
+                .await
+                .expect("create")
+                .expect("free");
+        }
+    });
+    c.wait_until("1000 routes programmed", Duration::from_secs(120), |c| {
+        c.owned_routes(1).len() == LEASES
+    });
+    let ns = NlNetns::open(c.nodes[0].ns.path()).expect("node netns");
+    let mut samples = Vec::new();
+    for k in 0..SAMPLES {
+        let target = subnet(LEASES + k);
+        let ns_ref = &ns;
+        let found = std::thread::scope(|s| {
+            let watcher = s.spawn(move || {
+                let mut h = Handle::in_netns(ns_ref).expect("netlink");
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while Instant::now() < deadline {
+                    let routes = h.routes(Family::V4).expect("dump routes");
+                    if routes
+                        .iter()
+                        .any(|r| r.dst == ipnetwork::IpNetwork::V4(target))
+                    {
+                        return Some(Instant::now());
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                None
+            });
+            std::thread::sleep(Duration::from_millis(50));
+            let t0 = Instant::now();
+            let a = attrs(LEASES + k);
+            c.with_registry(async move |r| {
+                r.create(target, &a, Duration::from_secs(3600))
+                    .await
+                    .expect("create")
+            });
+            watcher.join().expect("watcher").map(|t| t - t0)
+        });
+        samples.push(found.unwrap_or_else(|| panic!("route to {target} never appeared")));
+    }
+    samples
+}
+
+fn main() {
+    let output = std::env::args()
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("docs/benchmarks.md"));
+    twill_testutil::require_tool("iperf3", "iperf3");
+    let mut results = Vec::new();
+    for (name, conf) in [
+        (
+            "host-gw",
+            r#"{"Network":"10.244.0.0/16","Backend":{"Type":"host-gw"}}"#,
+        ),
+        (
+            "vxlan",
+            r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}"#,
+        ),
+    ] {
+        let t = throughput(name, conf);
+        println!(
+            "{name}: underlay {:.2} Gbit/s, pods {:.2} Gbit/s, ratio {:.2}",
+            t.underlay / 1e9,
+            t.pods / 1e9,
+            t.pods / t.underlay
+        );
+        results.push(t);
+    }
+    let lat = lease_latency();
+    let s = summarize(&lat).expect("samples");
+    println!(
+        "lease to route with {LEASES} leases: median {}, p90 {}",
+        report::ms(s.median),
+        report::ms(s.p90)
+    );
+
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut body = String::new();
+    body.push_str("## twilld: pod throughput against the underlay, and lease-to-route latency\n\n");
+    body.push_str("Written by `e2e/src/bin/bench-cluster.rs` (`make bench`).\n\n");
+    body.push_str(&format!(
+        "- Date: {} (UTC); machine: {} CPUs, Linux {}\n- Command: `target/release/bench-cluster`\n",
+        report::date_from_unix(secs),
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        kernel.trim()
+    ));
+    body.push_str(&format!(
+        "\nThroughput: a 2-node cluster in namespaces (veths on an underlay bridge, MTU 1500) per backend; \
+         `iperf3 -t {SECONDS}`, one TCP stream, {ROUNDS} rounds alternating underlay (node to node) and pod to pod \
+         (pod on node 1 to pod on node 2), medians.\n\n"
+    ));
+    body.push_str(
+        "| backend | underlay (node to node) | pod to pod | pod/underlay |\n|---|---:|---:|---:|\n",
+    );
+    for t in &results {
+        body.push_str(&format!(
+            "| {} | {:.2} Gbit/s | {:.2} Gbit/s | {:.2} |\n",
+            t.backend,
+            t.underlay / 1e9,
+            t.pods / 1e9,
+            t.pods / t.underlay
+        ));
+    }
+    body.push_str(&format!(
+        "\nControl plane: one node with {LEASES} vxlan peer leases programmed (1,000 routes, neighbours and FDB \
+         entries); then {SAMPLES} times a new lease is written to etcd and the node's route table is polled over \
+         netlink (1 ms) until the route is there.\n\n| leases present | median | p90 | max |\n|---:|---:|---:|---:|\n| {LEASES} | {} | {} | {} |\n",
+        report::ms(s.median),
+        report::ms(s.p90),
+        report::ms(lat.iter().copied().max().unwrap_or_default())
+    ));
+    let old = std::fs::read_to_string(&output).unwrap_or_default();
+    std::fs::write(&output, report::replace_section(&old, "cluster", &body)).expect("write report");
+    println!("wrote {}", output.display());
+}
