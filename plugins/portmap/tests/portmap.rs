@@ -70,13 +70,17 @@ impl Node {
     }
 
     fn add_pod(&self, id: &str) -> Pod {
+        self.add_pod_with_ranges(id, json!([[{"subnet": "10.77.0.0/24"}]]))
+    }
+
+    fn add_pod_with_ranges(&self, id: &str, ranges: Value) -> Pod {
         let ns = Netns::new("pmp");
         let conf = json!({
             "cniVersion": "1.0.0", "name": NET, "type": "bridge", "bridge": "cni0",
             "isGateway": true, "isDefaultGateway": true, "ipMasq": false,
             // As the twill plugin configures it: with br_netfilter, hairpin DNAT needs it.
             "hairpinMode": true,
-            "ipam": {"type": "host-local", "subnet": "10.77.0.0/24", "dataDir": self.ipam_dir.str()}
+            "ipam": {"type": "host-local", "ranges": ranges, "dataDir": self.ipam_dir.str()}
         });
         let out = Invocation::new(
             &reference_dir().join("bridge"),
@@ -232,6 +236,66 @@ fn tcp_port_reaches_the_pod_from_outside_from_the_node_and_by_hairpin() {
         None,
     );
     node.portmap("DEL", &pod).run(&bare).ok();
+}
+
+#[test]
+fn ipv6_port_reaches_the_pod_from_outside_from_the_node_and_by_hairpin() {
+    let node = Node::new();
+    // No duplicate address detection in these throwaway namespaces: addresses work at once.
+    node.host
+        .exec_ok(&["sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0"]);
+    node.host
+        .exec_ok(&["sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0"]);
+    node.host
+        .ip(&["addr", "add", "fd78::1/64", "dev", "vc", "nodad"]);
+    node.client
+        .ip(&["addr", "add", "fd78::2/64", "dev", "eth0", "nodad"]);
+    let pod = node.add_pod_with_ranges(
+        "ctr6",
+        json!([[{"subnet": "10.77.0.0/24"}], [{"subnet": "fd77::/64"}]]),
+    );
+    let pod6 = pod.result["ips"][1]["address"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let _srv = Server::start(&pod.ns, Proto::Tcp, "::", 80, "pod6");
+    let maps = json!([{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]);
+    let conf = portmap_conf("1.0.0", maps, Some(&pod.result));
+    node.portmap("ADD", &pod).run(&conf).ok();
+
+    assert_eq!(
+        ask(&node.client, Proto::Tcp, "fd78::1", 8080).unwrap(),
+        "pod6 fd78::2"
+    );
+    assert_eq!(
+        ask(&node.host, Proto::Tcp, "fd78::1", 8080).unwrap(),
+        "pod6 fd78::1"
+    );
+    assert_eq!(
+        ask(&pod.ns, Proto::Tcp, "fd78::1", 8080).unwrap(),
+        "pod6 fd77::1"
+    );
+    let t = node
+        .host
+        .exec_ok(&["nft", "list", "table", "ip6", "twill_portmap"]);
+    assert!(
+        t.contains(&format!("tcp dport 8080 dnat to [{pod6}]:80")),
+        "{t}"
+    );
+    assert!(
+        t.contains(&format!("ip6 saddr {pod6} ip6 daddr {pod6} masquerade")),
+        "{t}"
+    );
+    node.portmap("CHECK", &pod).run(&conf).ok();
+    node.portmap("DEL", &pod).run(&conf).ok();
+    assert!(ask(&node.client, Proto::Tcp, "fd78::1", 8080).is_err());
+    let t = node
+        .host
+        .exec_ok(&["nft", "list", "table", "ip6", "twill_portmap"]);
+    assert!(!t.contains("comment"), "{t}");
 }
 
 #[test]
