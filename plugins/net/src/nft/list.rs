@@ -206,7 +206,11 @@ fn parse_rules(
 /// no rules.
 pub fn list_rules(table: &TableRef, chain: &str) -> Result<Vec<ListedRule>, NftError> {
     let what = format!("list rules of chain {}/{chain}", table.name);
-    let d = rules_dump(table, Some(chain), &what)?;
+    let d = match rules_dump(table, Some(chain), &what) {
+        // Kernels answer a dump of a missing table either with nothing or with ENOENT.
+        Err(e) if e.is_not_found() => return Ok(Vec::new()),
+        other => other?,
+    };
     Ok(parse_rules(table, &d, &what)?
         .into_iter()
         .filter(|(c, _)| c == chain)

@@ -102,9 +102,7 @@ fn errno_text(errno: i32) -> String {
 
 /// Runs `attempt` (list, build, commit) again when a concurrent change removed a rule it
 /// meant to delete, at most three times.
-pub(crate) fn retry_stale(
-    mut attempt: impl FnMut() -> Result<(), NftError>,
-) -> Result<(), NftError> {
+pub fn retry_stale(mut attempt: impl FnMut() -> Result<(), NftError>) -> Result<(), NftError> {
     let mut left = 3;
     loop {
         match attempt() {

@@ -1,0 +1,3 @@
+fn main() {
+    twill_cni::skel::main(&twill_portmap::Portmap)
+}
