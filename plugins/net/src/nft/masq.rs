@@ -77,21 +77,35 @@ pub fn attachment_rules(owner: &Owner, pod_addrs: &[IpNetwork]) -> Vec<Rule> {
         .collect()
 }
 
-/// The setup batch: table and chains, the dispatch chain rewritten, `stale` rule handles of
-/// this owner deleted and its rules added.
-pub fn setup_transaction(owner: &Owner, pod_addrs: &[IpNetwork], stale: &[u64]) -> Transaction {
+/// The setup batch: table, chains and the dispatch chain (re)written when `ensure_structure`
+/// (they are missing or damaged), `stale` rule handles of this owner deleted and its rules
+/// added.
+///
+/// Re-declaring an intact table and chains on every ADD would be harmless but not free: the
+/// kernel records even a no-op chain update in the transaction and, like deleted rules, frees
+/// it only after an RCU grace period, which the closing batch socket waits for
+/// (`nf_tables_trans_destroy_flush_work`): about 10 ms per pod on this kernel. With the
+/// structure in place, an ADD's batch holds only its own rules.
+pub fn setup_transaction(
+    owner: &Owner,
+    pod_addrs: &[IpNetwork],
+    stale: &[u64],
+    ensure_structure: bool,
+) -> Transaction {
     let t = table();
     let mut tx = Transaction::new();
-    tx.add_table(&t)
-        .add_chain(&t, CHECKS_CHAIN, None)
-        .add_chain(
-            &t,
-            POSTROUTING_CHAIN,
-            Some(BaseChain::new(ChainType::Nat, Hook::Postrouting, 100)),
-        );
-    tx.flush_chain(&t, POSTROUTING_CHAIN);
-    for r in dispatch_rules() {
-        tx.add_rule(&t, POSTROUTING_CHAIN, r);
+    if ensure_structure {
+        tx.add_table(&t)
+            .add_chain(&t, CHECKS_CHAIN, None)
+            .add_chain(
+                &t,
+                POSTROUTING_CHAIN,
+                Some(BaseChain::new(ChainType::Nat, Hook::Postrouting, 100)),
+            );
+        tx.flush_chain(&t, POSTROUTING_CHAIN);
+        for r in dispatch_rules() {
+            tx.add_rule(&t, POSTROUTING_CHAIN, r);
+        }
     }
     for h in stale {
         tx.delete_rule(&t, CHECKS_CHAIN, *h);
@@ -100,6 +114,17 @@ pub fn setup_transaction(owner: &Owner, pod_addrs: &[IpNetwork], stale: &[u64]) 
         tx.add_rule(&t, CHECKS_CHAIN, r);
     }
     tx
+}
+
+/// True when the dispatch chain holds exactly [`dispatch_rules`] (false if the table or chain
+/// does not exist yet). Its `goto masq_checks` rule cannot exist without that chain, so an
+/// intact dispatch chain means the whole structure is there.
+fn dispatch_intact() -> Result<bool, NftError> {
+    let have: Vec<Rule> = list_rules(&table(), POSTROUTING_CHAIN)?
+        .into_iter()
+        .map(|r| r.rule)
+        .collect();
+    Ok(have == dispatch_rules())
 }
 
 fn owner(network: &str, container_id: &str, ifname: &str) -> Result<Owner, NftError> {
@@ -135,8 +160,10 @@ pub fn setup(
     pod_addrs: &[IpNetwork],
 ) -> Result<(), NftError> {
     let owner = owner(network, container_id, ifname)?;
-    setup_transaction(&owner, pod_addrs, &[]).validate()?;
-    retry_stale(|| setup_transaction(&owner, pod_addrs, &handles(&owner)?).commit())
+    setup_transaction(&owner, pod_addrs, &[], true).validate()?;
+    retry_stale(|| {
+        setup_transaction(&owner, pod_addrs, &handles(&owner)?, !dispatch_intact()?).commit()
+    })
 }
 
 /// Removes the attachment's rules; nothing there (not even the table) is success.
@@ -227,7 +254,7 @@ mod tests {
             "2001:db8:1::2/64".parse().unwrap(),
             "0.0.0.0/0".parse().unwrap(),
         ];
-        let tx = setup_transaction(&owner, &addrs, &[7]);
+        let tx = setup_transaction(&owner, &addrs, &[7], true);
         assert_eq!(
             tx.to_string(),
             "\
@@ -244,6 +271,11 @@ add rule inet twill_masq masq_checks ip6 saddr 2001:db8:1::2 ip6 daddr != 2001:d
 "
         );
         tx.validate().unwrap();
+        let quiet = setup_transaction(&owner, &addrs[..1], &[], false).to_string();
+        assert!(
+            !quiet.contains("postrouting ip") && !quiet.contains("flush"),
+            "{quiet}"
+        );
     }
 
     #[test]
