@@ -59,6 +59,7 @@ fn vxlan_device_routes_neighbours_and_fdb() {
         "{details}"
     );
     assert!(details.contains("nolearning"), "{details}");
+    assert!(details.contains("noudpcsum"), "{details}");
 
     // Route via the peer VTEP, onlink, marked with our protocol.
     let mut r = Route::new("10.244.5.0/24".parse::<IpNetwork>().unwrap());

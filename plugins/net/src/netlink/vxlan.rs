@@ -1,7 +1,8 @@
 //! VXLAN devices for the daemon's vxlan backend.
 //!
 //! Created the way flannel creates `flannel.<VNI>`: learning off (the daemon programs every
-//! neighbour and FDB entry itself, so the kernel must not learn or flood), a fixed local VTEP
+//! neighbour and FDB entry itself, so the kernel must not learn or flood), a zero outer UDP
+//! checksum as RFC 7348 recommends for IPv4 (the inner packet carries its own), a fixed local VTEP
 //! address and underlay device, the UDP port from the config, and a stable MAC chosen by the
 //! caller so the lease's `VtepMAC` survives a re-create. An existing device with the same
 //! parameters is reused as is, which is what lets a daemon restart keep traffic flowing; one
@@ -70,6 +71,7 @@ impl Handle {
                 InfoVxlan::Link(opts.underlay_index),
                 InfoVxlan::Port(opts.port),
                 InfoVxlan::Learning(false),
+                InfoVxlan::UDPCsum(false),
             ])),
         ]));
         let what = format!(
