@@ -54,17 +54,7 @@ pub(crate) fn del(req: &Request, conf: &Config) -> Result<(), CniError> {
     {
         errors.insert(0, e);
     }
-    match errors.len() {
-        0 => Ok(()),
-        1 => Err(errors.remove(0)),
-        _ => Err(CniError::internal(
-            errors
-                .iter()
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>()
-                .join("; "),
-        )),
-    }
+    twill_cni::error::collect(errors)
 }
 
 /// Removes the attachment's firewall rules; keeps going past errors and returns them all.

@@ -91,16 +91,6 @@ impl Plugin for Bridge {
         {
             errors.push(e);
         }
-        match errors.len() {
-            0 => Ok(()),
-            1 => Err(errors.remove(0)),
-            _ => Err(CniError::internal(
-                errors
-                    .iter()
-                    .map(|e| e.to_string())
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            )),
-        }
+        twill_cni::error::collect(errors)
     }
 }

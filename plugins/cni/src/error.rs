@@ -95,6 +95,23 @@ impl fmt::Display for CniError {
 
 impl std::error::Error for CniError {}
 
+/// Folds the errors of steps that keep going past each other (DEL, GC) into one outcome:
+/// none is success, one is returned as is (keeping its code), several become one internal
+/// error listing them all.
+pub fn collect(mut errors: Vec<CniError>) -> std::result::Result<(), CniError> {
+    match errors.len() {
+        0 => Ok(()),
+        1 => Err(errors.remove(0)),
+        _ => Err(CniError::internal(
+            errors
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; "),
+        )),
+    }
+}
+
 /// Result alias used throughout the CNI crates.
 pub type Result<T> = std::result::Result<T, CniError>;
 
@@ -110,6 +127,17 @@ mod tests {
             v,
             serde_json::json!({"code":7,"msg":"missing network name"})
         );
+    }
+
+    #[test]
+    fn collect_keeps_a_single_code_and_lists_several() {
+        assert!(collect(vec![]).is_ok());
+        assert_eq!(
+            collect(vec![CniError::new(11, "later")]).unwrap_err().code,
+            11
+        );
+        let e = collect(vec![CniError::new(7, "a"), CniError::new(11, "b")]).unwrap_err();
+        assert_eq!((e.code, e.msg.as_str()), (INTERNAL, "a; b"));
     }
 
     #[test]

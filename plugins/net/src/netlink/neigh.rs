@@ -37,6 +37,35 @@ pub struct FdbEntry {
     pub permanent: bool,
 }
 
+/// The fields we read from a neighbour message of either family.
+struct Entry {
+    ip: Option<Ipv4Addr>,
+    mac: Option<MacAddr>,
+    permanent: bool,
+}
+
+impl Entry {
+    fn decode(n: &NeighbourMessage) -> Entry {
+        let mut e = Entry {
+            ip: None,
+            mac: None,
+            permanent: n.header.state == NeighbourState::Permanent,
+        };
+        for a in &n.attributes {
+            match a {
+                NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => e.ip = Some(*v4),
+                // AF_BRIDGE messages carry the VTEP address untyped.
+                NeighbourAttribute::Destination(NeighbourAddress::Other(b)) if b.len() == 4 => {
+                    e.ip = Some(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
+                }
+                NeighbourAttribute::LinkLayerAddress(b) => e.mac = MacAddr::from_bytes(b),
+                _ => {}
+            }
+        }
+        e
+    }
+}
+
 fn neigh_msg(family: AddressFamily, ifindex: u32) -> NeighbourMessage {
     let mut m = NeighbourMessage::default();
     m.header.family = family;
@@ -75,31 +104,35 @@ impl Handle {
 
     /// IPv4 neighbour entries of `link`.
     pub fn neighbours(&mut self, link: &Link) -> Result<Vec<Neighbour>> {
-        let m = neigh_msg(AddressFamily::Inet, link.index);
-        let what = format!("list neighbours of {}", link.name);
-        let msgs = self.dump(RouteNetlinkMessage::GetNeighbour(m), &what)?;
+        let entries = self.dump_entries(AddressFamily::Inet, link, "neighbours")?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|e| {
+                Some(Neighbour {
+                    ifindex: link.index,
+                    ip: e.ip?,
+                    mac: e.mac?,
+                    permanent: e.permanent,
+                })
+            })
+            .collect())
+    }
 
+    /// Dumps the `family` neighbour table and keeps `link`'s entries, decoded.
+    fn dump_entries(
+        &mut self,
+        family: AddressFamily,
+        link: &Link,
+        what: &str,
+    ) -> Result<Vec<Entry>> {
+        let m = neigh_msg(family, link.index);
+        let what = format!("list {what} of {}", link.name);
+        let msgs = self.dump(RouteNetlinkMessage::GetNeighbour(m), &what)?;
         Ok(msgs
             .iter()
             .filter_map(|m| match m {
                 RouteNetlinkMessage::NewNeighbour(n) if n.header.ifindex == link.index => {
-                    let mut ip = None;
-                    let mut mac = None;
-                    for a in &n.attributes {
-                        match a {
-                            NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => {
-                                ip = Some(*v4)
-                            }
-                            NeighbourAttribute::LinkLayerAddress(b) => mac = MacAddr::from_bytes(b),
-                            _ => {}
-                        }
-                    }
-                    Some(Neighbour {
-                        ifindex: n.header.ifindex,
-                        ip: ip?,
-                        mac: mac?,
-                        permanent: n.header.state == NeighbourState::Permanent,
-                    })
+                    Some(Entry::decode(n))
                 }
                 _ => None,
             })
@@ -141,39 +174,16 @@ impl Handle {
 
     /// FDB entries of `link` (its own entries, e.g. a VXLAN device's remote VTEPs).
     pub fn fdb(&mut self, link: &Link) -> Result<Vec<FdbEntry>> {
-        let m = neigh_msg(AddressFamily::Bridge, link.index);
-        let what = format!("list fdb of {}", link.name);
-        let msgs = self.dump(RouteNetlinkMessage::GetNeighbour(m), &what)?;
-
-        Ok(msgs
-            .iter()
-            .filter_map(|m| match m {
-                RouteNetlinkMessage::NewNeighbour(n) if n.header.ifindex == link.index => {
-                    let mut mac = None;
-                    let mut dst = None;
-                    for a in &n.attributes {
-                        match a {
-                            NeighbourAttribute::LinkLayerAddress(b) => mac = MacAddr::from_bytes(b),
-                            NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => {
-                                dst = Some(*v4)
-                            }
-                            // AF_BRIDGE messages carry the VTEP address untyped.
-                            NeighbourAttribute::Destination(NeighbourAddress::Other(b))
-                                if b.len() == 4 =>
-                            {
-                                dst = Some(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
-                            }
-                            _ => {}
-                        }
-                    }
-                    Some(FdbEntry {
-                        ifindex: n.header.ifindex,
-                        mac: mac?,
-                        dst,
-                        permanent: n.header.state == NeighbourState::Permanent,
-                    })
-                }
-                _ => None,
+        let entries = self.dump_entries(AddressFamily::Bridge, link, "fdb")?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|e| {
+                Some(FdbEntry {
+                    ifindex: link.index,
+                    mac: e.mac?,
+                    dst: e.ip,
+                    permanent: e.permanent,
+                })
             })
             .collect())
     }
