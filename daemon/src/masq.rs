@@ -24,7 +24,7 @@ use ipnetwork::{IpNetwork, Ipv4Network};
 use std::net::Ipv4Addr;
 use twill_net::nft::{
     AddrField, BaseChain, ChainType, CmpOp, Family, Hook, NftError, Rule, Stmt, TableRef,
-    Transaction, Verdict, table_exists,
+    Transaction, Verdict, list_rules, table_exists,
 };
 
 pub const TABLE: &str = "twill_node";
@@ -73,9 +73,18 @@ pub fn transaction(network: Ipv4Network) -> Transaction {
     tx
 }
 
-/// Applies masquerade for `network` (or removes our table when `enabled` is false).
+/// Applies masquerade for `network` (or removes our table when `enabled` is false). An
+/// intact chain is left alone: a rewrite would make the kernel wait an RCU grace period
+/// (about 10 ms) on every reconcile pass for nothing.
 pub fn apply(network: Ipv4Network, enabled: bool) -> Result<(), NftError> {
     if enabled {
+        let have: Vec<Rule> = list_rules(&table(), CHAIN)?
+            .into_iter()
+            .map(|r| r.rule)
+            .collect();
+        if have == rules(network) {
+            return Ok(());
+        }
         return transaction(network).commit();
     }
     if table_exists(&table())? {
