@@ -278,6 +278,24 @@ fn pods_reach_the_outside_through_the_daemons_masquerade() {
         "{table}"
     );
     assert!(c.ping(p, c.pods[q].ip));
+    // Someone flushes our chain: the next reconcile pass puts it back.
+    let flush = c.nodes[0]
+        .ns
+        .exec(&["nft", "flush", "chain", "inet", "twill_node", "postrouting"]);
+    assert!(flush.status.success());
+    let masq_rule = |c: &Cluster| {
+        let t = c.nodes[0]
+            .ns
+            .exec(&["nft", "list", "table", "inet", "twill_node"]);
+        String::from_utf8_lossy(&t.stdout).contains("ip saddr 10.244.0.0/16 masquerade")
+    };
+    assert!(!masq_rule(&c), "flushed");
+    c.wait_until(
+        "masquerade chain restored",
+        Duration::from_secs(20),
+        masq_rule,
+    );
+    assert!(c.ping(p, outside));
 }
 
 fn in_node(c: &Cluster, i: u8, program: &str, args: &[&str]) -> (bool, String, String) {
