@@ -286,3 +286,76 @@ async fn expired_lease_is_claimed_again_and_etcd_outage_is_survived() {
     stop_tx.send_replace(true);
     keeper.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_watch_behind_compacted_history_says_so() {
+    let etcd = Etcd::start();
+    let reg = registry(&etcd, r#"{"Network":"10.244.0.0/16"}"#).await;
+    let cfg = reg.config().await.unwrap();
+    let (_, _, before) = reg.list().await.unwrap();
+    let held = manager::acquire(&reg, &cfg, &node(1), None, TTL)
+        .await
+        .unwrap();
+    reg.delete(held.subnet).await.unwrap();
+    let (_, _, now) = reg.list().await.unwrap();
+    reg.compact(now).await.unwrap();
+    let mut w = reg.watch(before).await.unwrap();
+    let e = w.next().await.unwrap_err();
+    assert!(matches!(e, RegistryError::Compacted { .. }), "{e}");
+    // From the current revision the watch works.
+    let mut w = reg.watch(now).await.unwrap();
+    let other = manager::acquire(&reg, &cfg, &node(2), None, TTL)
+        .await
+        .unwrap();
+    let (events, rev) = w.next().await.unwrap();
+    assert!(rev > now);
+    assert!(
+        matches!(&events[..], [twilld::lease::registry::LeaseEvent::Added(l)] if l.subnet == other.subnet),
+        "{events:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_peer_watch_survives_an_etcd_restart() {
+    let mut etcd = Etcd::start();
+    let reg = registry(&etcd, r#"{"Network":"10.244.0.0/16"}"#).await;
+    let cfg = reg.config().await.unwrap();
+    let mine = manager::acquire(&reg, &cfg, &node(1), None, TTL)
+        .await
+        .unwrap();
+    let first = manager::acquire(&reg, &cfg, &node(2), None, TTL)
+        .await
+        .unwrap();
+    let (_status_tx, status_rx) = watch::channel(LeaseStatus::Held {
+        lease: mine,
+        ttl_secs: 60,
+    });
+    let (peers_tx, mut peers_rx) = watch::channel(None::<Arc<PeerSet>>);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let task = tokio::spawn(manager::watch_peers(
+        reg.clone(),
+        status_rx,
+        peers_tx,
+        errors.clone(),
+        stop_rx,
+    ));
+    wait_for(&mut peers_rx, "first peer", |p| {
+        p.as_ref().is_some_and(|p| p.contains_key(&first.subnet))
+    })
+    .await;
+    etcd.stop();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    etcd.resume();
+    let second = manager::acquire(&reg, &cfg, &node(3), None, TTL)
+        .await
+        .unwrap();
+    wait_for(&mut peers_rx, "peer added after the restart", |p| {
+        p.as_ref()
+            .is_some_and(|p| p.contains_key(&second.subnet) && p.contains_key(&first.subnet))
+    })
+    .await;
+    assert!(errors.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    stop_tx.send_replace(true);
+    task.await.unwrap();
+}

@@ -200,7 +200,9 @@ pub type PeerSet = BTreeMap<Ipv4Network, Lease>;
 
 /// Follows all leases and publishes the full peer set after every change (`None` until the
 /// first complete list, so nothing is programmed or swept from a partial view). Runs until
-/// `shutdown`; errors are retried with back-off after a fresh list. `errors` counts failures.
+/// `shutdown`. A broken watch resumes after the last event it delivered; only when etcd has
+/// compacted that history (or nothing was listed yet) is the whole prefix listed again.
+/// Failures are retried with back-off and counted in `errors`.
 pub async fn watch_peers(
     reg: Registry,
     own: watch::Receiver<LeaseStatus>,
@@ -208,15 +210,25 @@ pub async fn watch_peers(
     errors: Arc<std::sync::atomic::AtomicU64>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut known: Option<Known> = None;
     let mut attempt = 0u32;
     loop {
+        let before = known.as_ref().map(|k| k.revision);
         let result = tokio::select! {
-            r = follow(&reg, &own, &peers) => r,
+            r = follow(&reg, &own, &peers, &mut known) => r,
             _ = shutdown.changed() => return,
         };
         if let Err(e) = result {
             errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::warn!(error = %e, "lease watch interrupted; re-listing");
+            if matches!(e, RegistryError::Compacted { .. }) {
+                tracing::warn!(error = %e, "lease history compacted; re-listing");
+                known = None;
+            } else {
+                tracing::warn!(error = %e, "lease watch interrupted; resuming");
+            }
+        }
+        if known.as_ref().map(|k| k.revision) != before {
+            attempt = 0;
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff(attempt)) => {}
@@ -226,37 +238,51 @@ pub async fn watch_peers(
     }
 }
 
+/// The peer set as of `revision`.
+struct Known {
+    set: PeerSet,
+    revision: i64,
+}
+
 async fn follow(
     reg: &Registry,
     own: &watch::Receiver<LeaseStatus>,
     peers: &watch::Sender<Option<Arc<PeerSet>>>,
+    known: &mut Option<Known>,
 ) -> Result<(), RegistryError> {
-    let (leases, bad, revision) = reg.list().await?;
-    for e in bad {
-        tracing::warn!(error = %e, "ignoring malformed lease");
-    }
     let mine = || own.borrow().lease().subnet;
-    let mut set: PeerSet = leases
-        .into_iter()
-        .filter(|l| l.subnet != mine())
-        .map(|l| (l.subnet, l))
-        .collect();
-    peers.send_replace(Some(Arc::new(set.clone())));
-    let mut w = reg.watch(revision).await?;
+    let k = match known {
+        Some(k) => k,
+        None => {
+            let (leases, bad, revision) = reg.list().await?;
+            for e in bad {
+                tracing::warn!(error = %e, "ignoring malformed lease");
+            }
+            let set: PeerSet = leases
+                .into_iter()
+                .filter(|l| l.subnet != mine())
+                .map(|l| (l.subnet, l))
+                .collect();
+            peers.send_replace(Some(Arc::new(set.clone())));
+            known.insert(Known { set, revision })
+        }
+    };
+    let mut w = reg.watch(k.revision).await?;
     loop {
-        let (events, _rev) = w.next().await?;
+        let (events, revision) = w.next().await?;
         for ev in events {
             match ev {
                 LeaseEvent::Added(l) if l.subnet != mine() => {
-                    set.insert(l.subnet, l);
+                    k.set.insert(l.subnet, l);
                 }
                 LeaseEvent::Added(_) => {}
                 LeaseEvent::Removed(s) => {
-                    set.remove(&s);
+                    k.set.remove(&s);
                 }
             }
         }
-        peers.send_replace(Some(Arc::new(set.clone())));
+        k.revision = k.revision.max(revision);
+        peers.send_replace(Some(Arc::new(k.set.clone())));
     }
 }
 

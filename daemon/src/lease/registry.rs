@@ -265,6 +265,17 @@ impl Registry {
         }
     }
 
+    /// Compacts the store's history up to `revision` (operators' housekeeping; tests use it to
+    /// exercise the re-list path of watchers).
+    pub async fn compact(&self, revision: i64) -> Result<(), RegistryError> {
+        self.client
+            .clone()
+            .compact(revision, None)
+            .await
+            .map_err(etcd(format!("compact at revision {revision}")))?;
+        Ok(())
+    }
+
     /// Deletes a subnet's key and revokes its lease (graceful leave, tests).
     pub async fn delete(&self, subnet: Ipv4Network) -> Result<(), RegistryError> {
         let key = subnet_key(&self.prefix, subnet);
@@ -308,8 +319,8 @@ pub struct LeaseWatch {
 }
 
 impl LeaseWatch {
-    /// The next batch of events and the revision it brings us to. Compaction and cancellation
-    /// are errors: the caller re-lists and starts a new watch.
+    /// The next batch of events and the revision of the newest one (resume a broken watch
+    /// after it). Compaction is an error after which only a fresh list is correct.
     pub async fn next(&mut self) -> Result<(Vec<LeaseEvent>, i64), RegistryError> {
         loop {
             let msg = self
@@ -336,10 +347,13 @@ impl LeaseWatch {
             if msg.events().is_empty() {
                 continue;
             }
-            let revision = msg.header().map(|h| h.revision()).unwrap_or(0);
+            // Resume point: the newest event delivered (the header's revision may be ahead of
+            // events this watch has not sent yet).
+            let mut revision = 0;
             let mut out = Vec::new();
             for ev in msg.events() {
                 let Some(kv) = ev.kv() else { continue };
+                revision = revision.max(kv.mod_revision());
                 match ev.event_type() {
                     EventType::Put => {
                         match self.registry.decode(
