@@ -34,12 +34,23 @@ fn iperf_server(ns: &Netns) -> Child {
         .expect("start iperf3 server (apt-get install iperf3)")
 }
 
-/// One iperf3 run from `ns` to `ip`, in bits per second.
-fn iperf(ns: &Netns, ip: Ipv4Addr) -> f64 {
+/// One iperf3 run from `ns` to `ip`, in bits per second; `pin` puts the client on CPU 0 and
+/// the server on CPU 1.
+fn iperf(ns: &Netns, ip: Ipv4Addr, pin: bool) -> f64 {
+    let mut args = vec![
+        "-c".to_owned(),
+        ip.to_string(),
+        "-t".into(),
+        SECONDS.to_string(),
+        "-J".into(),
+    ];
+    if pin {
+        args.extend(["-A".to_owned(), "0,1".to_owned()]);
+    }
     for _ in 0..20 {
         let out = ns
             .command("iperf3")
-            .args(["-c", &ip.to_string(), "-t", &SECONDS.to_string(), "-J"])
+            .args(&args)
             .output()
             .expect("run iperf3");
         if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout)
@@ -58,13 +69,18 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// Medians of one placement: underlay and pod throughput, and of the per-round ratios.
 struct Throughput {
     backend: &'static str,
+    pinned: bool,
     underlay: f64,
     pods: f64,
+    ratio: f64,
 }
 
-fn throughput(backend: &'static str, conf: &str) -> Throughput {
+/// Each round measures the underlay and then the pods back to back, so the round's ratio
+/// compares the two under the same machine conditions; the median of the ratios is reported.
+fn throughput(backend: &'static str, conf: &str) -> Vec<Throughput> {
     let mut c = Cluster::new(2, conf);
     c.start_daemons();
     let a = c.add_pod(1);
@@ -72,20 +88,29 @@ fn throughput(backend: &'static str, conf: &str) -> Throughput {
     c.wait_until("routes", Duration::from_secs(30), |c| {
         (1..=2).all(|i| c.owned_routes(i).len() == 1)
     });
-    let (mut under, mut pods) = (Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
-        let mut s = iperf_server(&c.nodes[1].ns);
-        under.push(iperf(&c.nodes[0].ns, c.nodes[1].ip()));
-        let _ = s.wait();
-        let mut s = iperf_server(&c.pods[b].ns);
-        pods.push(iperf(&c.pods[a].ns, c.pods[b].ip));
-        let _ = s.wait();
+    let mut out = Vec::new();
+    for pinned in [true, false] {
+        let (mut under, mut pods, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            let mut s = iperf_server(&c.nodes[1].ns);
+            let u = iperf(&c.nodes[0].ns, c.nodes[1].ip(), pinned);
+            let _ = s.wait();
+            let mut s = iperf_server(&c.pods[b].ns);
+            let p = iperf(&c.pods[a].ns, c.pods[b].ip, pinned);
+            let _ = s.wait();
+            under.push(u);
+            pods.push(p);
+            ratios.push(p / u);
+        }
+        out.push(Throughput {
+            backend,
+            pinned,
+            underlay: median(under),
+            pods: median(pods),
+            ratio: median(ratios),
+        });
     }
-    Throughput {
-        backend,
-        underlay: median(under),
-        pods: median(pods),
-    }
+    out
 }
 
 /// Time from writing a lease to its route appearing on node 1, `SAMPLES` times, with
@@ -174,14 +199,16 @@ fn main() {
             r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}"#,
         ),
     ] {
-        let t = throughput(name, conf);
-        println!(
-            "{name}: underlay {:.2} Gbit/s, pods {:.2} Gbit/s, ratio {:.2}",
-            t.underlay / 1e9,
-            t.pods / 1e9,
-            t.pods / t.underlay
-        );
-        results.push(t);
+        for t in throughput(name, conf) {
+            println!(
+                "{name} ({}): underlay {:.2} Gbit/s, pods {:.2} Gbit/s, ratio {:.2}",
+                if t.pinned { "pinned" } else { "unpinned" },
+                t.underlay / 1e9,
+                t.pods / 1e9,
+                t.ratio
+            );
+            results.push(t);
+        }
     }
     let lat = lease_latency();
     let s = summarize(&lat).expect("samples");
@@ -209,19 +236,22 @@ fn main() {
     ));
     body.push_str(&format!(
         "\nThroughput: a 2-node cluster in namespaces (veths on an underlay bridge, MTU 1500) per backend; \
-         `iperf3 -t {SECONDS}`, one TCP stream, {ROUNDS} rounds alternating underlay (node to node) and pod to pod \
-         (pod on node 1 to pod on node 2), medians.\n\n"
+         `iperf3 -t {SECONDS}`, one TCP stream, {ROUNDS} rounds, each measuring the underlay (node to node) and \
+         then pod to pod (pod on node 1 to pod on node 2); medians of the throughputs and of the per-round ratios. \
+         *pinned*: iperf3 client on CPU 0 and server on CPU 1 (`-A 0,1`), which removes most of the scheduler's \
+         run-to-run noise on this 2-CPU machine; *unpinned*: wherever the scheduler puts them.\n\n"
     ));
     body.push_str(
-        "| backend | underlay (node to node) | pod to pod | pod/underlay |\n|---|---:|---:|---:|\n",
+        "| backend | placement | underlay (node to node) | pod to pod | pod/underlay |\n|---|---|---:|---:|---:|\n",
     );
     for t in &results {
         body.push_str(&format!(
-            "| {} | {:.2} Gbit/s | {:.2} Gbit/s | {:.2} |\n",
+            "| {} | {} | {:.2} Gbit/s | {:.2} Gbit/s | {:.2} |\n",
             t.backend,
+            if t.pinned { "pinned" } else { "unpinned" },
             t.underlay / 1e9,
             t.pods / 1e9,
-            t.pods / t.underlay
+            t.ratio
         ));
     }
     body.push_str(&format!(
