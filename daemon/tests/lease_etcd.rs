@@ -170,6 +170,41 @@ async fn wait_for<T: std::fmt::Debug>(
     }
 }
 
+/// `watch_peers` running for a node holding `mine`, with its channels.
+struct PeerWatch {
+    peers_rx: watch::Receiver<Option<Arc<PeerSet>>>,
+    stop_tx: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    errors: Arc<std::sync::atomic::AtomicU64>,
+    _status_tx: watch::Sender<LeaseStatus>,
+}
+
+impl PeerWatch {
+    fn start(reg: &Registry, mine: HeldLease) -> PeerWatch {
+        let (status_tx, status_rx) = watch::channel(LeaseStatus::Held {
+            lease: mine,
+            ttl_secs: 60,
+        });
+        let (peers_tx, peers_rx) = watch::channel(None::<Arc<PeerSet>>);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let task = tokio::spawn(manager::watch_peers(
+            reg.clone(),
+            status_rx,
+            peers_tx,
+            errors.clone(),
+            stop_rx,
+        ));
+        PeerWatch {
+            peers_rx,
+            stop_tx,
+            task,
+            errors,
+            _status_tx: status_tx,
+        }
+    }
+}
+
 #[tokio::test]
 async fn peers_are_followed_level_triggered() {
     let etcd = Etcd::start();
@@ -181,20 +216,12 @@ async fn peers_are_followed_level_triggered() {
     let other = manager::acquire(&reg, &cfg, &node(2), None, TTL)
         .await
         .unwrap();
-    let (_status_tx, status_rx) = watch::channel(LeaseStatus::Held {
-        lease: mine,
-        ttl_secs: 60,
-    });
-    let (peers_tx, mut peers_rx) = watch::channel(None::<Arc<PeerSet>>);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let task = tokio::spawn(manager::watch_peers(
-        reg.clone(),
-        status_rx,
-        peers_tx,
-        errors,
-        stop_rx,
-    ));
+    let PeerWatch {
+        mut peers_rx,
+        stop_tx,
+        task,
+        ..
+    } = PeerWatch::start(&reg, mine);
     wait_for(&mut peers_rx, "first peer", |p| {
         p.as_ref()
             .is_some_and(|p| p.len() == 1 && p.contains_key(&other.subnet))
@@ -326,20 +353,13 @@ async fn the_peer_watch_survives_an_etcd_restart() {
     let first = manager::acquire(&reg, &cfg, &node(2), None, TTL)
         .await
         .unwrap();
-    let (_status_tx, status_rx) = watch::channel(LeaseStatus::Held {
-        lease: mine,
-        ttl_secs: 60,
-    });
-    let (peers_tx, mut peers_rx) = watch::channel(None::<Arc<PeerSet>>);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let task = tokio::spawn(manager::watch_peers(
-        reg.clone(),
-        status_rx,
-        peers_tx,
-        errors.clone(),
-        stop_rx,
-    ));
+    let PeerWatch {
+        mut peers_rx,
+        stop_tx,
+        task,
+        errors,
+        _status_tx,
+    } = PeerWatch::start(&reg, mine);
     wait_for(&mut peers_rx, "first peer", |p| {
         p.as_ref().is_some_and(|p| p.contains_key(&first.subnet))
     })
