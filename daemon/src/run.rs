@@ -10,7 +10,7 @@
 //! 4. On SIGTERM nothing is removed and the lease is not revoked: a restart (upgrade,
 //!    crash) must not interrupt pod traffic, and the next start takes the same lease back.
 
-use crate::backend::{self, Backend, UnderlayInfo, apply};
+use crate::backend::{self, Backend, UnderlayInfo, apply, plan};
 use crate::lease::manager::{self, HeldLease, LeaseStatus, NodeIdentity, PeerSet};
 use crate::lease::registry::Registry;
 use crate::netconf::NetConfig;
@@ -148,14 +148,19 @@ pub async fn run(opts: Options, mut shutdown: watch::Receiver<bool>) -> anyhow::
         let Some(peers) = peers_rx.borrow_and_update().clone() else {
             continue;
         };
-        // Level-triggered: the masquerade table is rewritten with the routes, healing it if
-        // something flushed it.
-        if let Err(e) = crate::masq::apply(cfg.network, opts.ip_masq) {
+        // Level-triggered: the masquerade table is checked with the routes, healing it if
+        // something flushed it. Netlink calls block (briefly): tell the runtime.
+        let masq = tokio::task::block_in_place(|| crate::masq::apply(cfg.network, opts.ip_masq));
+        if let Err(e) = masq {
             state.backend_errors.fetch_add(1, Ordering::Relaxed);
             state.record_error(format!("masquerade rules: {e}"));
         }
-        let want = backend.desired(&peers, &underlay);
-        let report = apply::reconcile(&mut handle, &want, overlay.as_deref());
+        let (usable, refused) = plan::screen(&peers, &cfg, current.subnet, &underlay.as_plan());
+        let mut want = backend.desired(&usable, &underlay);
+        want.unreachable.extend(refused);
+        let report = tokio::task::block_in_place(|| {
+            apply::reconcile(&mut handle, &want, overlay.as_deref())
+        });
         state.reconciles.fetch_add(1, Ordering::Relaxed);
         if report.changed() {
             tracing::info!(?report, peers = peers.len(), "reconciled");
@@ -175,9 +180,11 @@ pub async fn run(opts: Options, mut shutdown: watch::Receiver<bool>) -> anyhow::
         }
         state.update(|s| {
             s.peers_seen = peers.len();
-            s.routes_programmed = want.routes.len();
-            s.neighbours_programmed = want.neighbours.len();
-            s.fdb_programmed = want.fdb.len();
+            (
+                s.routes_programmed,
+                s.neighbours_programmed,
+                s.fdb_programmed,
+            ) = report.owned;
             s.desired_routes = want.routes.iter().map(|r| r.to_string()).collect();
             s.desired_neighbours = want.neighbours.iter().map(|n| n.to_string()).collect();
             s.desired_fdb = want.fdb.iter().map(|f| f.to_string()).collect();

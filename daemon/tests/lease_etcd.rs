@@ -379,3 +379,58 @@ async fn the_peer_watch_survives_an_etcd_restart() {
     stop_tx.send_replace(true);
     task.await.unwrap();
 }
+
+#[tokio::test]
+async fn peers_stay_right_when_our_own_subnet_changes() {
+    let etcd = Etcd::start();
+    let reg = registry(&etcd, r#"{"Network":"10.244.0.0/16"}"#).await;
+    let cfg = reg.config().await.unwrap();
+    let old = manager::acquire(&reg, &cfg, &node(1), None, TTL)
+        .await
+        .unwrap();
+    let b = manager::acquire(&reg, &cfg, &node(2), None, TTL)
+        .await
+        .unwrap();
+    let PeerWatch {
+        mut peers_rx,
+        stop_tx,
+        task,
+        _status_tx: status_tx,
+        ..
+    } = PeerWatch::start(&reg, old);
+    wait_for(&mut peers_rx, "first peer", |p| {
+        p.as_ref().is_some_and(|p| p.len() == 1)
+    })
+    .await;
+    // Our lease is lost; node 3 takes our old subnet, and we claim a new one.
+    reg.delete(old.subnet).await.unwrap();
+    let taken = reg
+        .create(old.subnet, &node(3).attrs(), TTL)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(taken > 0);
+    let new = manager::acquire(&reg, &cfg, &node(1), None, TTL)
+        .await
+        .unwrap();
+    assert_ne!(new.subnet, old.subnet);
+    status_tx.send_replace(LeaseStatus::Held {
+        lease: new,
+        ttl_secs: 60,
+    });
+    wait_for(
+        &mut peers_rx,
+        "node 3 on our old subnet and node 2, not us",
+        |p| {
+            p.as_ref().is_some_and(|p| {
+                p.len() == 2
+                    && p.contains_key(&old.subnet)
+                    && p.contains_key(&b.subnet)
+                    && !p.contains_key(&new.subnet)
+            })
+        },
+    )
+    .await;
+    stop_tx.send_replace(true);
+    task.await.unwrap();
+}

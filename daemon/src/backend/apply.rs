@@ -31,6 +31,8 @@ pub struct Report {
     pub fdb_deleted: usize,
     /// Failures; the pass continues past each one.
     pub errors: Vec<String>,
+    /// What we own in the kernel after the pass (routes, neighbours, FDB entries).
+    pub owned: (usize, usize, usize),
 }
 
 impl Report {
@@ -51,6 +53,8 @@ pub struct Owned {
     pub routes: BTreeSet<RouteSpec>,
     pub neighbours: BTreeSet<NeighSpec>,
     pub fdb: BTreeSet<FdbSpec>,
+    /// Destinations of main-table routes somebody else owns: never replaced by us.
+    pub foreign: BTreeSet<Ipv4Network>,
 }
 
 /// Reads what we own: routes with our protocol, and permanent neighbour/FDB entries on
@@ -60,7 +64,13 @@ pub fn owned(h: &mut Handle, overlay_dev: Option<&str>) -> Result<Owned, Netlink
     let names: HashMap<u32, String> = links.iter().map(|l| (l.index, l.name.clone())).collect();
     let mut out = Owned::default();
     for r in h.routes(Family::V4)? {
-        if r.protocol != RTPROT_TWILL || r.table != TABLE_MAIN {
+        if r.table != TABLE_MAIN || !r.unicast {
+            continue;
+        }
+        if r.protocol != RTPROT_TWILL {
+            if let IpNetwork::V4(dst) = r.dst {
+                out.foreign.insert(dst);
+            }
             continue;
         }
         let (IpNetwork::V4(dst), Some(IpAddr::V4(gw))) = (r.dst, r.gateway) else {
@@ -139,6 +149,15 @@ pub fn reconcile(h: &mut Handle, want: &Desired, overlay_dev: Option<&str>) -> R
     let route_changes = diff(&want.routes, &have.routes);
     let wanted_dsts: BTreeSet<Ipv4Network> = want.routes.iter().map(|r| r.dst).collect();
     for spec in &route_changes.add {
+        if have.foreign.contains(&spec.dst) {
+            // NLM_F_REPLACE matches on destination only: it would take over (and a later
+            // sweep would delete) a connected or static route the node depends on.
+            rep.errors.push(format!(
+                "route to {} exists and is not twilld's (protocol {RTPROT_TWILL}); not replaced",
+                spec.dst
+            ));
+            continue;
+        }
         match link(h, &spec.dev).and_then(|l| {
             h.replace_route(&kernel_route(spec, &l))
                 .map_err(|e| e.to_string())
@@ -210,5 +229,17 @@ pub fn reconcile(h: &mut Handle, want: &Desired, overlay_dev: Option<&str>) -> R
             _ => {}
         }
     }
+    rep.owned = if rep.changed() || !rep.errors.is_empty() {
+        match owned(h, overlay_dev) {
+            Ok(o) => (o.routes.len(), o.neighbours.len(), o.fdb.len()),
+            Err(e) => {
+                rep.errors
+                    .push(format!("read kernel state after changes: {e}"));
+                (0, 0, 0)
+            }
+        }
+    } else {
+        (have.routes.len(), have.neighbours.len(), have.fdb.len())
+    };
     rep
 }

@@ -13,7 +13,9 @@
 //! which only works when that address is on-link: otherwise the peer is reported, never
 //! silently black-holed.
 
+use crate::lease::alloc;
 use crate::lease::manager::PeerSet;
+use crate::netconf::NetConfig;
 use ipnetwork::Ipv4Network;
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -132,6 +134,45 @@ pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
         *b = u8::from_str_radix(parts.next()?, 16).ok()?;
     }
     parts.next().is_none().then_some(out)
+}
+
+/// Drops peers that must not be programmed, with the reason: a subnet this config could not
+/// have handed out (a stale lease from an older config, a hand-written key), one overlapping
+/// our own subnet, or one overlapping the underlay's prefixes. Routing any of them would
+/// replace a route the node depends on.
+pub fn screen(
+    peers: &PeerSet,
+    cfg: &NetConfig,
+    own: Ipv4Network,
+    underlay: &Underlay,
+) -> (PeerSet, Vec<(Ipv4Network, String)>) {
+    let mut ok = PeerSet::new();
+    let mut refused = Vec::new();
+    for (subnet, lease) in peers {
+        let why = if !alloc::is_valid_subnet(cfg, *subnet) {
+            Some(format!(
+                "lease {subnet} is not a /{} inside {}..{} of network {}; ignored",
+                cfg.subnet_len, cfg.subnet_min, cfg.subnet_max, cfg.network
+            ))
+        } else if alloc::overlaps(*subnet, own) {
+            Some(format!(
+                "lease {subnet} overlaps this node's subnet {own}; ignored"
+            ))
+        } else {
+            underlay
+                .prefixes
+                .iter()
+                .find(|p| alloc::overlaps(**p, *subnet))
+                .map(|p| format!("lease {subnet} overlaps the underlay prefix {p}; ignored"))
+        };
+        match why {
+            Some(w) => refused.push((*subnet, w)),
+            None => {
+                ok.insert(*subnet, lease.clone());
+            }
+        }
+    }
+    (ok, refused)
 }
 
 /// host-gw: a route to each peer subnet via its PublicIP on the underlay.
@@ -362,6 +403,28 @@ mod tests {
             "{}",
             d.unreachable[0].1
         );
+    }
+
+    #[test]
+    fn screen_refuses_subnets_that_would_hijack_routes() {
+        let cfg = NetConfig::parse(r#"{"Network":"10.244.0.0/16"}"#).unwrap();
+        let own: Ipv4Network = "10.244.1.0/24".parse().unwrap();
+        let mut u = underlay();
+        u.prefixes.push("10.244.9.0/24".parse().unwrap());
+        let peers: PeerSet = [
+            peer("10.244.5.0/24", [192, 168, 50, 2], None),
+            peer("10.244.1.0/24", [192, 168, 50, 3], None),
+            peer("10.244.9.0/24", [192, 168, 50, 4], None),
+            peer("0.0.0.0/0", [192, 168, 50, 5], None),
+            peer("10.244.6.0/25", [192, 168, 50, 6], None),
+        ]
+        .into();
+        let (ok, refused) = screen(&peers, &cfg, own, &u);
+        assert_eq!(
+            ok.keys().map(|k| k.to_string()).collect::<Vec<_>>(),
+            vec!["10.244.5.0/24"]
+        );
+        assert_eq!(refused.len(), 4, "{refused:?}");
     }
 
     #[test]

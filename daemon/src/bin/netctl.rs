@@ -194,7 +194,7 @@ fn status(cli: &Cli) -> Result<String, String> {
         .map(|t| fmt_secs(t as i64 - twilld::state::now() as i64))
         .unwrap_or_else(|| "-".into());
     let mut out = format!(
-        "node:        {}\nlease:       {} ({:?}, expires in {})\nnetwork:     {}\nbackend:     {}\nunderlay:    {} ({})\npeers:       {} seen, {} routes / {} neighbours / {} fdb entries wanted",
+        "node:        {}\nlease:       {} ({:?}, expires in {})\nnetwork:     {}\nbackend:     {}\nunderlay:    {} ({})\npeers:       {} seen; programmed: {} routes, {} neighbours, {} fdb entries",
         s.node,
         opt(&s.subnet),
         s.lease_phase,

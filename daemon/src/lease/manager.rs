@@ -8,14 +8,15 @@
 //!   expired meanwhile, the same subnet is claimed again when it is still free.
 //! - Peers are delivered level-triggered: every change publishes the *whole* peer set
 //!   (a `tokio::sync::watch` value), so a backend that missed an update still converges.
-//!   A compacted or broken watch is followed by a fresh list.
+//!   A broken watch resumes after the last event it delivered; a compacted history forces a
+//!   fresh list.
 
 use super::alloc;
 use super::record::LeaseAttrs;
 use super::registry::{Lease, LeaseEvent, Registry, RegistryError};
 use crate::netconf::NetConfig;
 use ipnetwork::Ipv4Network;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,6 +85,13 @@ pub async fn acquire(
             .find(|l| l.attrs.public_ip == me.public_ip && alloc::is_valid_subnet(cfg, l.subnet))
             && let Some(id) = reg.take_over(mine, &attrs, ttl).await?
         {
+            // The key now lives on the new etcd lease; the old one would linger for its TTL.
+            if mine.lease_id != 0
+                && mine.lease_id != id
+                && let Err(e) = reg.revoke(mine.lease_id).await
+            {
+                tracing::warn!(error = %e, "could not revoke the previous etcd lease");
+            }
             tracing::info!(subnet = %mine.subnet, "took back our existing lease");
             return Ok(HeldLease {
                 subnet: mine.subnet,
@@ -91,7 +99,7 @@ pub async fn acquire(
             });
         }
         // 2. The previous subnet, then 3. a free one starting at our seeded offset.
-        let taken: HashSet<Ipv4Network> = leases.iter().map(|l| l.subnet).collect();
+        let taken: Vec<Ipv4Network> = leases.iter().map(|l| l.subnet).collect();
         for subnet in alloc::candidates(cfg, &taken, previous, alloc::seed_for(&me.name)) {
             if let Some(id) = reg.create(subnet, &attrs, ttl).await? {
                 tracing::info!(subnet = %subnet, reused = (Some(subnet) == previous), "claimed subnet");
@@ -155,10 +163,20 @@ pub async fn keep(
             _ = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => return,
         }
-        let outcome = match reg.renew(lease.lease_id).await {
+        // Renewed, and the key is still bound to our etcd lease (another node with the same
+        // PublicIP, or an operator, may have taken it over): only then do we still hold it.
+        let renewed = match reg.renew(lease.lease_id).await {
+            Ok(Some(ttl_secs)) => match reg.holder(lease.subnet).await {
+                Ok(Some(id)) if id == lease.lease_id => Ok(Some(ttl_secs)),
+                Ok(_) => Ok(None),
+                Err(e) => Err(e),
+            },
+            other => other,
+        };
+        let outcome = match renewed {
             Ok(Some(ttl_secs)) => Ok(ttl_secs),
             Ok(None) => {
-                tracing::warn!(subnet = %lease.subnet, "lease expired while we were away; claiming again");
+                tracing::warn!(subnet = %lease.subnet, "lease expired or taken over while we were away; claiming again");
                 match acquire(&reg, &cfg, &me, Some(lease.subnet), ttl).await {
                     Ok(new) => {
                         if new.subnet != lease.subnet {
@@ -205,7 +223,7 @@ pub type PeerSet = BTreeMap<Ipv4Network, Lease>;
 /// Failures are retried with back-off and counted in `errors`.
 pub async fn watch_peers(
     reg: Registry,
-    own: watch::Receiver<LeaseStatus>,
+    mut own: watch::Receiver<LeaseStatus>,
     peers: watch::Sender<Option<Arc<PeerSet>>>,
     errors: Arc<std::sync::atomic::AtomicU64>,
     mut shutdown: watch::Receiver<bool>,
@@ -215,7 +233,7 @@ pub async fn watch_peers(
     loop {
         let before = known.as_ref().map(|k| k.revision);
         let result = tokio::select! {
-            r = follow(&reg, &own, &peers, &mut known) => r,
+            r = follow(&reg, &mut own, &peers, &mut known) => r,
             _ = shutdown.changed() => return,
         };
         if let Err(e) = result {
@@ -238,19 +256,34 @@ pub async fn watch_peers(
     }
 }
 
-/// The peer set as of `revision`.
+/// Every lease (ours included) as of `revision`. Which one is ours is decided only when the
+/// peer set is published, so a change of our own subnet (re-claim after expiry) can never
+/// leave a peer out or keep our own subnet in.
 struct Known {
-    set: PeerSet,
+    all: PeerSet,
     revision: i64,
+}
+
+fn publish(
+    all: &PeerSet,
+    own: &watch::Receiver<LeaseStatus>,
+    peers: &watch::Sender<Option<Arc<PeerSet>>>,
+) {
+    let mine = own.borrow().lease().subnet;
+    let set: PeerSet = all
+        .iter()
+        .filter(|(s, _)| **s != mine)
+        .map(|(s, l)| (*s, l.clone()))
+        .collect();
+    peers.send_replace(Some(Arc::new(set)));
 }
 
 async fn follow(
     reg: &Registry,
-    own: &watch::Receiver<LeaseStatus>,
+    own: &mut watch::Receiver<LeaseStatus>,
     peers: &watch::Sender<Option<Arc<PeerSet>>>,
     known: &mut Option<Known>,
 ) -> Result<(), RegistryError> {
-    let mine = || own.borrow().lease().subnet;
     let k = match known {
         Some(k) => k,
         None => {
@@ -258,31 +291,38 @@ async fn follow(
             for e in bad {
                 tracing::warn!(error = %e, "ignoring malformed lease");
             }
-            let set: PeerSet = leases
-                .into_iter()
-                .filter(|l| l.subnet != mine())
-                .map(|l| (l.subnet, l))
-                .collect();
-            peers.send_replace(Some(Arc::new(set.clone())));
-            known.insert(Known { set, revision })
+            let all: PeerSet = leases.into_iter().map(|l| (l.subnet, l)).collect();
+            known.insert(Known { all, revision })
         }
     };
+    publish(&k.all, own, peers);
     let mut w = reg.watch(k.revision).await?;
+    // Once the lease keeper is gone our subnet can no longer change: stop asking.
+    let mut own_alive = true;
     loop {
-        let (events, revision) = w.next().await?;
-        for ev in events {
-            match ev {
-                LeaseEvent::Added(l) if l.subnet != mine() => {
-                    k.set.insert(l.subnet, l);
-                }
-                LeaseEvent::Added(_) => {}
-                LeaseEvent::Removed(s) => {
-                    k.set.remove(&s);
+        tokio::select! {
+            r = own.changed(), if own_alive => {
+                if r.is_err() {
+                    own_alive = false;
+                    continue;
                 }
             }
+            r = w.next() => {
+                let (events, revision) = r?;
+                for ev in events {
+                    match ev {
+                        LeaseEvent::Added(l) => {
+                            k.all.insert(l.subnet, l);
+                        }
+                        LeaseEvent::Removed(s) => {
+                            k.all.remove(&s);
+                        }
+                    }
+                }
+                k.revision = k.revision.max(revision);
+            }
         }
-        k.revision = k.revision.max(revision);
-        peers.send_replace(Some(Arc::new(k.set.clone())));
+        publish(&k.all, own, peers);
     }
 }
 

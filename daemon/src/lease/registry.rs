@@ -37,6 +37,8 @@ pub enum RegistryError {
     BadLease { key: String, problem: String },
     #[error("watch of {prefix}: history compacted at revision {compacted}; re-list needed")]
     Compacted { prefix: String, compacted: i64 },
+    #[error("keep-alive stream of lease {lease_id:x} closed without an answer")]
+    KeepAliveClosed { lease_id: i64 },
     #[error("watch of {prefix} ended: {reason}")]
     WatchEnded { prefix: String, reason: String },
 }
@@ -259,9 +261,32 @@ impl Registry {
         }
         .await;
         match result {
-            Ok(msg) => Ok(msg.map(|m| m.ttl()).filter(|t| *t > 0)),
+            Ok(Some(m)) => Ok((m.ttl() > 0).then_some(m.ttl())),
+            // A stream closed without an answer says nothing about the lease: retry.
+            Ok(None) => Err(RegistryError::KeepAliveClosed { lease_id }),
             Err(e) if is_lease_not_found(&e) => Ok(None),
             Err(e) => Err(etcd(format!("renew lease {lease_id:x}"))(e)),
+        }
+    }
+
+    /// The etcd lease id the key of `subnet` is bound to; `None` when the key does not exist.
+    pub async fn holder(&self, subnet: Ipv4Network) -> Result<Option<i64>, RegistryError> {
+        let key = subnet_key(&self.prefix, subnet);
+        let resp = self
+            .client
+            .clone()
+            .get(key.clone(), None)
+            .await
+            .map_err(etcd(format!("get {key}")))?;
+        Ok(resp.kvs().first().map(|kv| kv.lease()))
+    }
+
+    /// Revokes an etcd lease (and deletes the keys bound to it).
+    pub async fn revoke(&self, lease_id: i64) -> Result<(), RegistryError> {
+        match self.client.clone().lease_revoke(lease_id).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_lease_not_found(&e) => Ok(()),
+            Err(e) => Err(etcd(format!("revoke lease {lease_id:x}"))(e)),
         }
     }
 
@@ -363,7 +388,16 @@ impl LeaseWatch {
                             kv.mod_revision(),
                         ) {
                             Ok(l) => out.push(LeaseEvent::Added(l)),
-                            Err(e) => tracing::warn!(error = %e, "ignoring malformed lease"),
+                            Err(e) => {
+                                // A known subnet whose value no longer parses must not keep
+                                // its old, valid entry programmed.
+                                tracing::warn!(error = %e, "malformed lease update; dropping the peer");
+                                let key = String::from_utf8_lossy(kv.key());
+                                if let Some(subnet) = parse_subnet_key(&self.registry.prefix, &key)
+                                {
+                                    out.push(LeaseEvent::Removed(subnet));
+                                }
+                            }
                         }
                     }
                     EventType::Delete => {

@@ -143,31 +143,37 @@ impl SubnetFile {
 
     /// Writes `path` atomically: a reader sees the old file or the new one, never a mix.
     pub fn write_atomic(&self, path: &Path) -> Result<(), SubnetFileError> {
-        let werr = |source| SubnetFileError::Write {
+        write_file_atomic(path, self.render().as_bytes()).map_err(|source| SubnetFileError::Write {
             path: path.to_path_buf(),
             source,
-        };
-        let dir = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(werr)?;
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-        let result = (|| {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(self.render().as_bytes())?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, path)
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result.map_err(werr)
+        })
     }
+}
+
+/// Writes `bytes` to `path` so a concurrent reader sees the old content or the new, never a
+/// mix: a temporary file named after `path` and this process (`.<name>.<pid>.tmp`, so two
+/// writers of different files never share one), fsync, rename. Creates the directory.
+pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 #[cfg(test)]

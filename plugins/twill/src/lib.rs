@@ -5,7 +5,7 @@
 //! writes once it holds the node's lease, derives a `bridge` config (gateway on the bridge,
 //! default route, MTU from the file, hairpin on, masquerade *off* because the daemon
 //! masquerades) with a `host-local` IPAM section for the node subnet, and delegates. The
-//! derived config is stored per attachment (`<dataDir>/<containerID>-<ifname>`) before the
+//! derived config is stored per attachment (`<dataDir>/<containerID>:<ifname>`) before the
 //! delegate runs, so DEL and CHECK use exactly what ADD used even after the subnet file changed
 //! or disappeared; if the stored file is missing DEL falls back to the current subnet file so
 //! an address is never leaked. STATUS says "not ready" (code 50) until the subnet file exists.
@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 use std::path::{Path, PathBuf};
 use twill_cni::error::{NOT_AVAILABLE, TRY_AGAIN_LATER};
 use twill_cni::{CniError, CniResult, Command, Plugin, Request, invoke};
-use twill_subnet_file::{DEFAULT_PATH, SubnetFile, SubnetFileError};
+use twill_subnet_file::{DEFAULT_PATH, SubnetFile, SubnetFileError, write_file_atomic};
 
 /// Where derived delegate configs are kept unless `dataDir` says otherwise.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/cni/twill";
@@ -80,6 +80,9 @@ pub fn delegate_config(
     d.insert("isDefaultGateway".into(), json!(true));
     d.insert("ipMasq".into(), json!(false));
     d.insert("hairpinMode".into(), json!(true));
+    // The bridge is ours and its gateway must be the node's current subnet: after a re-claimed
+    // lease changed the subnet, the old gateway address is replaced rather than refused.
+    d.insert("forceAddress".into(), json!(true));
     d.insert("mtu".into(), json!(subnet.mtu));
     if let Some(over) = &conf.delegate {
         for (k, v) in over {
@@ -119,9 +122,15 @@ fn read_subnet(path: &Path) -> Result<SubnetFile, CniError> {
     })
 }
 
+/// `<containerID>:<ifname>`: neither part can contain `:` (CNI's rules), so the name is
+/// unambiguous, and it cannot start with `.` like the temporary files.
+fn stored_name(container_id: &str, ifname: &str) -> String {
+    format!("{container_id}:{ifname}")
+}
+
 fn stored_path(conf: &TwillConf, req: &Request) -> PathBuf {
     conf.data_dir()
-        .join(format!("{}-{}", req.env.container_id, req.env.ifname))
+        .join(stored_name(&req.env.container_id, &req.env.ifname))
 }
 
 fn io_err(what: &str, path: &Path, e: std::io::Error) -> CniError {
@@ -129,12 +138,8 @@ fn io_err(what: &str, path: &Path, e: std::io::Error) -> CniError {
 }
 
 fn store(path: &Path, value: &Value) -> Result<(), CniError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| io_err("create", dir, e))?;
-    let tmp = path.with_extension("tmp");
     let text = serde_json::to_vec(value).map_err(|e| CniError::internal(e.to_string()))?;
-    std::fs::write(&tmp, text).map_err(|e| io_err("write", &tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io_err("rename", path, e))
+    write_file_atomic(path, &text).map_err(|e| io_err("write", path, e))
 }
 
 fn load(path: &Path) -> Result<Option<Value>, CniError> {
@@ -191,10 +196,15 @@ impl Plugin for Twill {
     fn del(&self, req: &Request) -> Result<(), CniError> {
         let conf = Self::conf(req)?;
         let path = stored_path(&conf, req);
-        let delegate = match load(&path)? {
+        // Nothing stored (ADD never ran, or the file was lost or damaged): use the current
+        // subnet file so the address is released anyway; without it there is nothing we know
+        // of. DEL must stay retryable, so a damaged file never fails it by itself.
+        let stored = load(&path).unwrap_or_else(|e| {
+            eprintln!("twill: {e}; falling back to the current subnet file");
+            None
+        });
+        let delegate = match stored {
             Some(d) => d,
-            // Nothing stored (ADD never ran, or the file was lost): use the current subnet
-            // file so the address is released anyway; without it there is nothing we know of.
             None => match Self::current_delegate(req, &conf) {
                 Ok(d) => d,
                 Err(e) if e.code == TRY_AGAIN_LATER => return Ok(()),
@@ -247,33 +257,29 @@ impl Plugin for Twill {
                     obj.insert("cni.dev/valid-attachments".into(), json!(valid));
                 }
                 if let Err(e) = invoke::delegate("bridge", Command::Gc, &req.env, &bytes(&d)?) {
-                    errors.push(e.to_string());
+                    errors.push(e);
                 }
             }
             Err(e) if e.code == TRY_AGAIN_LATER => {}
-            Err(e) => errors.push(e.to_string()),
+            Err(e) => errors.push(e),
         }
         // Drop stored configs of attachments the runtime no longer has.
         let dir = conf.data_dir();
         if let Ok(entries) = std::fs::read_dir(&dir) {
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
-                if name.ends_with(".tmp") {
+                if name.starts_with('.') {
                     continue;
                 }
                 let keep = valid
                     .iter()
-                    .any(|a| name == format!("{}-{}", a.container_id, a.ifname));
+                    .any(|a| name == stored_name(&a.container_id, &a.ifname));
                 if !keep && let Err(e) = std::fs::remove_file(entry.path()) {
-                    errors.push(format!("remove {}: {e}", entry.path().display()));
+                    errors.push(io_err("remove", &entry.path(), e));
                 }
             }
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(CniError::internal(format!("gc: {}", errors.join("; "))))
-        }
+        twill_cni::error::collect(errors)
     }
 }
 

@@ -134,9 +134,12 @@ fn add_check_del_through_bridge_and_host_local() {
     node.call("CHECK", "c1", &pod)
         .run(&check_conf.to_string())
         .ok();
-    // DEL after the subnet file changed uses what ADD used: the address is released.
+    // DEL after the subnet file and the config changed uses what ADD used: the address is
+    // released from the data directory ADD allocated it in, not the one configured now.
     node.write_subnet("10.244.9.1/24", 1450);
-    node.call("DEL", "c1", &pod).run(&node.conf("1.0.0")).ok();
+    let mut changed: Value = serde_json::from_str(&node.conf("1.0.0")).unwrap();
+    changed["ipam"]["dataDir"] = json!(node.dir.path().join("elsewhere"));
+    node.call("DEL", "c1", &pod).run(&changed.to_string()).ok();
     assert!(node.ipam_files().is_empty(), "{:?}", node.ipam_files());
     assert!(pod.ip(&["link"]).lines().all(|l| !l.contains("eth0")));
     assert_eq!(count_files(&node.dir.path().join("delegates")), 0);
@@ -177,7 +180,7 @@ fn gc_releases_attachments_the_runtime_no_longer_has() {
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(stored, vec!["keep-eth0".to_string()]);
+    assert_eq!(stored, vec!["keep:eth0".to_string()]);
 }
 
 #[test]
