@@ -101,6 +101,10 @@ pub struct Cluster {
     pub underlay: Netns,
     pub tmp: TempDir,
     pub net_conf: String,
+    /// `--lease-ttl-secs` for daemons started from now on (default 24 h).
+    pub lease_ttl_secs: u64,
+    /// `--resync-secs` for daemons started from now on (default 5).
+    pub resync_secs: u64,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -173,6 +177,8 @@ impl Cluster {
             underlay,
             tmp,
             net_conf: net_conf.to_owned(),
+            lease_ttl_secs: 24 * 3600,
+            resync_secs: 5,
         };
         let conf = c.net_conf.clone();
         c.with_registry(async move |r| r.put_config(&conf).await)
@@ -185,27 +191,59 @@ impl Cluster {
     /// there); the test's own namespace never gets a route to the cluster.
     pub fn with_registry<T: Send>(&self, f: impl AsyncFnOnce(&Registry) -> T + Send) -> T {
         let endpoint = self.etcd.endpoint.clone();
-        let path = self.underlay.path();
-        std::thread::scope(|s| {
-            s.spawn(move || {
-                let file = std::fs::File::open(&path).expect("open underlay netns");
-                nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
-                    .expect("enter underlay netns");
-                block_on(async move {
-                    let reg = Registry::connect(std::slice::from_ref(&endpoint), PREFIX)
-                        .await
-                        .expect("connect etcd");
-                    f(&reg).await
-                })
+        let ns =
+            twill_net::netlink::Netns::open(self.underlay.path()).expect("open underlay netns");
+        ns.run(move || {
+            block_on(async move {
+                let reg = Registry::connect(std::slice::from_ref(&endpoint), PREFIX)
+                    .await
+                    .expect("connect etcd");
+                f(&reg).await
             })
-            .join()
-            .expect("registry thread")
         })
+        .expect("enter underlay netns")
+    }
+
+    /// twilld's `/status` on node `i`, as JSON (Null when it does not answer).
+    pub fn status(&self, i: u8) -> Value {
+        self.http_get(i, "/status")
+            .and_then(|b| serde_json::from_str(&b).ok())
+            .unwrap_or(Value::Null)
+    }
+
+    /// twilld's `/metrics` text on node `i` (empty when it does not answer).
+    pub fn metrics(&self, i: u8) -> String {
+        self.http_get(i, "/metrics").unwrap_or_default()
+    }
+
+    /// A metric's value on node `i`, if exported.
+    pub fn metric(&self, i: u8, name: &str) -> Option<f64> {
+        self.metrics(i).lines().find_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            (k == name).then(|| v.trim().parse().ok()).flatten()
+        })
+    }
+
+    fn http_get(&self, i: u8, path: &str) -> Option<String> {
+        twill_testutil::require_tool("curl", "curl");
+        let out = self.nodes[usize::from(i - 1)]
+            .ns
+            .command("curl")
+            .args(["-s", "-m", "2", &format!("http://127.0.0.1:9464{path}")])
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// Starts twilld on node `i` (1-based) and waits for its subnet file.
     pub fn start_daemon(&mut self, i: u8) {
         let endpoint = self.etcd.endpoint.clone();
+        let (resync, ttl) = (
+            self.resync_secs.to_string(),
+            self.lease_ttl_secs.to_string(),
+        );
         let node = &mut self.nodes[usize::from(i - 1)];
         assert!(
             node.daemon.is_none(),
@@ -233,7 +271,9 @@ impl Cluster {
                 "--metrics-addr",
                 "127.0.0.1:9464",
                 "--resync-secs",
-                "5",
+                &resync,
+                "--lease-ttl-secs",
+                &ttl,
             ])
             .env("RUST_LOG", "info")
             .stdout(Stdio::from(log))
