@@ -93,7 +93,7 @@ pub fn render_metrics(state: &State) -> String {
     counter(
         &mut reg,
         "lease_watch_errors",
-        "Interrupted lease watches (followed by a re-list)",
+        "Interrupted lease watches (resumed; re-listed after compaction)",
         load(&state.watch_errors),
     );
     counter(

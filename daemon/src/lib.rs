@@ -1,9 +1,13 @@
-//! `twilld`, the per-node daemon (being built, issue 3).
+//! `twilld`, the per-node daemon, as a library (the `twilld` and `netctl` binaries are thin).
 //!
-//! So far: the pure parts of subnet leasing — the cluster network config (flannel's
-//! net-conf.json), lease keys and values in flannel's etcd format, and the choice of a subnet
-//! to claim, the etcd registry and lease policy (claim, renew, re-claim, follow peers),
-//! and the pure planning of backend state. The netlink applier and the binary come next.
+//! - [`netconf`]: the cluster network config (flannel's net-conf.json), pure.
+//! - [`lease`]: subnet leases in etcd: format, choice, registry, and the policy that claims,
+//!   renews, re-claims and follows peers.
+//! - [`backend`]: vxlan and host-gw: pure planning of routes/neighbours/FDB from the peer set,
+//!   and the one applier that reconciles the kernel against it.
+//! - [`masq`]: masquerade of pod traffic leaving the cluster, in twilld's own nftables table.
+//! - [`state`] and [`http`]: what the daemon reports (`/metrics`, `/healthz`, `/status`).
+//! - [`run`]: start-up order and the reconcile loop.
 
 pub mod backend;
 pub mod http;

@@ -19,6 +19,7 @@ use crate::netconf::NetConfig;
 use ipnetwork::Ipv4Network;
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
+use twill_net::netlink::MacAddr;
 
 /// Route protocol number marking routes installed by twilld (`ip route show proto 116`).
 /// Unassigned in iproute2's rt_protos; lets start-up reconcile tell our routes from others.
@@ -52,10 +53,7 @@ pub struct FdbSpec {
 }
 
 fn fmt_mac(m: &[u8; 6]) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    MacAddr(*m).to_string()
 }
 
 /// Rendered like `ip route`: `10.244.5.0/24 via 10.244.5.0 dev twill.1 onlink`.
@@ -126,14 +124,9 @@ pub fn vtep_ip(subnet: Ipv4Network) -> Ipv4Addr {
     subnet.network()
 }
 
-/// Parses `aa:bb:cc:dd:ee:ff`.
+/// Parses `aa:bb:cc:dd:ee:ff` (two hex digits per octet, as `MacAddr` requires).
 pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let mut out = [0u8; 6];
-    let mut parts = s.split(':');
-    for b in out.iter_mut() {
-        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
-    }
-    parts.next().is_none().then_some(out)
+    s.parse::<MacAddr>().ok().map(|m| m.0)
 }
 
 /// Drops peers that must not be programmed, with the reason: a subnet this config could not
@@ -445,5 +438,6 @@ mod tests {
         assert_eq!(parse_mac("0a:0b:0c:0d:0e"), None);
         assert_eq!(parse_mac("0a:0b:0c:0d:0e:0f:00"), None);
         assert_eq!(parse_mac("zz:0b:0c:0d:0e:0f"), None);
+        assert_eq!(parse_mac("+f:0b:0c:0d:0e:0f"), None);
     }
 }

@@ -25,13 +25,26 @@ const SECONDS: u32 = 4;
 const LEASES: usize = 1000;
 const SAMPLES: usize = 20;
 
-fn iperf_server(ns: &Netns) -> Child {
-    ns.command("iperf3")
-        .args(["-s", "--one-off"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start iperf3 server (apt-get install iperf3)")
+/// A one-off iperf3 server, killed on drop (also when a measurement panics) so it never
+/// keeps a namespace alive.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn iperf_server(ns: &Netns) -> Server {
+    Server(
+        ns.command("iperf3")
+            .args(["-s", "--one-off"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start iperf3 server (apt-get install iperf3)"),
+    )
 }
 
 /// One iperf3 run from `ns` to `ip`, in bits per second; `pin` puts the client on CPU 0 and
@@ -92,12 +105,12 @@ fn throughput(backend: &'static str, conf: &str) -> Vec<Throughput> {
     for pinned in [true, false] {
         let (mut under, mut pods, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..ROUNDS {
-            let mut s = iperf_server(&c.nodes[1].ns);
+            let s = iperf_server(&c.nodes[1].ns);
             let u = iperf(&c.nodes[0].ns, c.nodes[1].ip(), pinned);
-            let _ = s.wait();
-            let mut s = iperf_server(&c.pods[b].ns);
+            drop(s);
+            let s = iperf_server(&c.pods[b].ns);
             let p = iperf(&c.pods[a].ns, c.pods[b].ip, pinned);
-            let _ = s.wait();
+            drop(s);
             under.push(u);
             pods.push(p);
             ratios.push(p / u);
@@ -168,12 +181,14 @@ fn lease_latency() -> Vec<Duration> {
                 None
             });
             std::thread::sleep(Duration::from_millis(50));
-            let t0 = Instant::now();
             let a = attrs(LEASES + k);
-            c.with_registry(async move |r| {
+            // The clock starts right before the write, after the client is connected.
+            let t0 = c.with_registry(async move |r| {
+                let t0 = Instant::now();
                 r.create(target, &a, Duration::from_secs(3600))
                     .await
-                    .expect("create")
+                    .expect("create");
+                t0
             });
             watcher.join().expect("watcher").map(|t| t - t0)
         });

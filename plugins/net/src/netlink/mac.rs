@@ -50,7 +50,8 @@ impl FromStr for MacAddr {
         let mut parts = s.split(sep);
         for byte in out.iter_mut() {
             let p = parts.next().ok_or_else(err)?;
-            if p.len() != 2 {
+            // Two hex digits exactly (`from_str_radix` alone would take "+f").
+            if p.len() != 2 || !p.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(err());
             }
             *byte = u8::from_str_radix(p, 16).map_err(|_| err())?;
