@@ -73,10 +73,14 @@ pub(crate) fn add(req: &Request, conf: &Config) -> Result<CniResult, CniError> {
         .ok_or_else(|| CniError::internal(format!("{} has no MAC address", env.ifname)))?;
     if conf.macspoofchk {
         firewall::macspoof_setup(&attachment, &host_veth.name, cont_mac)?;
-        let (cid, ifname) = (env.container_id.clone(), env.ifname.clone());
+        let (net, cid, ifname) = (
+            conf.network.clone(),
+            env.container_id.clone(),
+            env.ifname.clone(),
+        );
         rollback.push("remove macspoofchk rules", move || {
             let a = Attachment {
-                network: "",
+                network: &net,
                 container_id: &cid,
                 ifname: &ifname,
             };

@@ -78,6 +78,7 @@ pub fn macspoof_setup(
     container_mac: MacAddr,
 ) -> Result<(), CniError> {
     macspoof::setup(
+        a.network,
         a.container_id,
         a.ifname,
         host_veth,
@@ -88,6 +89,12 @@ pub fn macspoof_setup(
 
 /// Remove the attachment's MAC spoof check; absent rules are success.
 pub fn macspoof_teardown(a: &Attachment<'_>) -> Result<(), CniError> {
-    macspoof::teardown(a.container_id, a.ifname)
+    macspoof::teardown(a.network, a.container_id, a.ifname)
         .map_err(|e| nft_err("remove mac spoof check", a, e))
+}
+
+/// Remove MAC spoof checks of `network` whose `(container id, ifname)` is not in `valid`.
+pub fn macspoof_gc(network: &str, valid: &[(String, String)]) -> Result<(), CniError> {
+    macspoof::gc(network, valid)
+        .map_err(|e| CniError::internal(format!("gc mac spoof checks of network {network}: {e}")))
 }

@@ -75,16 +75,22 @@ impl Plugin for Bridge {
     fn gc(&self, req: &Request) -> Result<(), CniError> {
         let conf = Config::from_request(req)?;
         let mut errors: Vec<CniError> = Vec::new();
-        if conf.ip_masq && conf.ipam_type.is_some() {
-            let valid: Vec<(String, String)> = req
-                .conf
-                .gc_valid_attachments()
-                .into_iter()
-                .map(|a| (a.container_id, a.ifname))
-                .collect();
-            if let Err(e) = firewall::masq_gc(&conf.network, &valid, conf.masq_backend) {
-                errors.push(e);
-            }
+        let valid: Vec<(String, String)> = req
+            .conf
+            .gc_valid_attachments()
+            .into_iter()
+            .map(|a| (a.container_id, a.ifname))
+            .collect();
+        if conf.ip_masq
+            && conf.ipam_type.is_some()
+            && let Err(e) = firewall::masq_gc(&conf.network, &valid, conf.masq_backend)
+        {
+            errors.push(e);
+        }
+        if conf.macspoofchk
+            && let Err(e) = firewall::macspoof_gc(&conf.network, &valid)
+        {
+            errors.push(e);
         }
         if let Some(ipam) = &conf.ipam_type
             && let Err(e) = invoke::delegate(ipam, Command::Gc, &req.env, &req.stdin)

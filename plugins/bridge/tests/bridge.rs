@@ -937,3 +937,25 @@ fn add_with_a_missing_netns_names_it_and_changes_nothing() {
     assert_eq!(links(&w.host), vec!["lo"]);
     assert!(w.allocations().is_empty());
 }
+
+#[test]
+fn macspoofchk_gc_removes_checks_of_vanished_containers() {
+    let w = World::new();
+    let conf = w.conf("1.1.0", json!({"macspoofchk": true}));
+    let other = Netns::new("brc");
+    w.inv("ADD").run(&conf).ok();
+    w.inv_for("ADD", "gone", &other, "eth0").run(&conf).ok();
+    let ruleset = nft_list(&w.host, &["table", "bridge", "twill_macspoof"]);
+    assert!(
+        ruleset.contains("gone if=eth0") && ruleset.contains("c1 if=eth0"),
+        "{ruleset}"
+    );
+    let mut gc: Value = serde_json::from_str(&conf).unwrap();
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "c1", "ifname": "eth0"}]);
+    w.inv("GC").run(&gc.to_string()).ok();
+    let ruleset = nft_list(&w.host, &["table", "bridge", "twill_macspoof"]);
+    assert!(
+        !ruleset.contains("gone if=eth0") && ruleset.contains("c1 if=eth0"),
+        "{ruleset}"
+    );
+}

@@ -188,10 +188,10 @@ fn masquerade_rewrites_the_source_of_traffic_leaving_the_subnet() {
 fn macspoof_rule_per_attachment() {
     let ns = Netns::new("msp");
     run(&ns, || {
-        macspoof::setup("c1", "eth0", "veth1", "02:00:00:00:00:01").unwrap();
-        macspoof::setup("c2", "eth0", "veth2", "0A:58:0A:01:02:03").unwrap();
+        macspoof::setup("mynet", "c1", "eth0", "veth1", "02:00:00:00:00:01").unwrap();
+        macspoof::setup("mynet", "c2", "eth0", "veth2", "0A:58:0A:01:02:03").unwrap();
         // Re-ADD with a new MAC replaces c1's rule.
-        macspoof::setup("c1", "eth0", "veth1", "02:00:00:00:00:09").unwrap();
+        macspoof::setup("mynet", "c1", "eth0", "veth1", "02:00:00:00:00:09").unwrap();
     });
     assert_eq!(
         nft_list(&ns, "bridge", "twill_macspoof"),
@@ -199,22 +199,29 @@ fn macspoof_rule_per_attachment() {
 table bridge twill_macspoof {
 \tchain prerouting {
 \t\ttype filter hook prerouting priority dstnat; policy accept;
-\t\tiifname \"veth2\" ether saddr != 0a:58:0a:01:02:03 drop comment \"c2 if=eth0\"
-\t\tiifname \"veth1\" ether saddr != 02:00:00:00:00:09 drop comment \"c1 if=eth0\"
+\t\tiifname \"veth2\" ether saddr != 0a:58:0a:01:02:03 drop comment \"c2 if=eth0 net=mynet\"
+\t\tiifname \"veth1\" ether saddr != 02:00:00:00:00:09 drop comment \"c1 if=eth0 net=mynet\"
 \t}
 }
 "
     );
     run(&ns, || {
-        macspoof::check("c1", "eth0", "veth1", "02:00:00:00:00:09").unwrap();
-        assert!(macspoof::check("c1", "eth0", "veth1", "02:00:00:00:00:01").is_err());
-        macspoof::teardown("c1", "eth0").unwrap();
-        macspoof::teardown("c1", "eth0").unwrap();
-        assert!(macspoof::check("c1", "eth0", "veth1", "02:00:00:00:00:09").is_err());
-        macspoof::check("c2", "eth0", "veth2", "0a:58:0a:01:02:03").unwrap();
+        macspoof::check("mynet", "c1", "eth0", "veth1", "02:00:00:00:00:09").unwrap();
+        assert!(macspoof::check("mynet", "c1", "eth0", "veth1", "02:00:00:00:00:01").is_err());
+        macspoof::teardown("mynet", "c1", "eth0").unwrap();
+        macspoof::teardown("mynet", "c1", "eth0").unwrap();
+        assert!(macspoof::check("mynet", "c1", "eth0", "veth1", "02:00:00:00:00:09").is_err());
+        macspoof::check("mynet", "c2", "eth0", "veth2", "0a:58:0a:01:02:03").unwrap();
+        // GC is scoped by network: another network's GC keeps c2, ours removes it.
+        macspoof::setup("mynet", "c3", "eth0", "veth3", "02:00:00:00:00:03").unwrap();
+        macspoof::gc("othernet", &[]).unwrap();
+        macspoof::check("mynet", "c2", "eth0", "veth2", "0a:58:0a:01:02:03").unwrap();
+        macspoof::gc("mynet", &[("c3".to_owned(), "eth0".to_owned())]).unwrap();
+        assert!(macspoof::check("mynet", "c2", "eth0", "veth2", "0a:58:0a:01:02:03").is_err());
+        macspoof::check("mynet", "c3", "eth0", "veth3", "02:00:00:00:00:03").unwrap();
     });
     let empty = Netns::new("msp0");
-    run(&empty, || macspoof::teardown("c1", "eth0")).unwrap();
+    run(&empty, || macspoof::teardown("mynet", "c1", "eth0")).unwrap();
 }
 
 #[test]
@@ -241,12 +248,12 @@ fn macspoof_drops_frames_with_a_foreign_source_mac() {
     );
     // The container is supposed to have ...:01; it sends from ...:02, so it is cut off.
     run(&node, || {
-        macspoof::setup("c1", "eth0", &veth, "02:00:00:00:00:01")
+        macspoof::setup("mynet", "c1", "eth0", &veth, "02:00:00:00:00:01")
     })
     .unwrap();
     pod.ip(&["neigh", "flush", "dev", "eth0"]);
     assert!(ask(&pod, Proto::Tcp, "10.97.0.1", 8000).is_err());
-    run(&node, || macspoof::teardown("c1", "eth0")).unwrap();
+    run(&node, || macspoof::teardown("mynet", "c1", "eth0")).unwrap();
     // Forget the failed ARP resolution so the pod asks again.
     pod.ip(&["neigh", "flush", "dev", "eth0"]);
     assert_eq!(
@@ -255,7 +262,7 @@ fn macspoof_drops_frames_with_a_foreign_source_mac() {
     );
     // With its real MAC the container passes the check.
     run(&node, || {
-        macspoof::setup("c1", "eth0", &veth, "02:00:00:00:00:02")
+        macspoof::setup("mynet", "c1", "eth0", &veth, "02:00:00:00:00:02")
     })
     .unwrap();
     pod.ip(&["neigh", "flush", "dev", "eth0"]);

@@ -8,7 +8,7 @@
 //! table bridge twill_macspoof {
 //!     chain prerouting {
 //!         type filter hook prerouting priority dstnat; policy accept;
-//!         iifname "veth1a2b3c" ether saddr != 02:42:0a:01:02:02 drop comment "<id> if=eth0"
+//!         iifname "veth1a2b3c" ether saddr != 02:42:0a:01:02:02 drop comment "<id> if=eth0 net=mynet"
 //!     }
 //! }
 //! ```
@@ -17,13 +17,14 @@
 //! negated match does the same with one object to add and delete, found by its owner comment.
 //! Priority -300 (`dstnat` in the bridge family) runs before any bridge NAT or filtering.
 
-use super::list::rules_with_comment;
+use super::list::{list_rules, rules_with_comment};
 use super::model::{
     BaseChain, ChainType, CmpOp, Family, Hook, IfField, Rule, Stmt, Verdict, parse_mac,
 };
-use super::owner::Owner;
+use super::owner::{Owner, comment_network, network_token};
 use super::tx::{TableRef, Transaction};
 use super::{NftError, retry_stale};
+use std::collections::HashSet;
 
 pub const TABLE: &str = "twill_macspoof";
 pub const CHAIN: &str = "prerouting";
@@ -76,14 +77,14 @@ pub fn setup_transaction(
     tx
 }
 
-fn inputs(container_id: &str, ifname: &str) -> Result<Owner, NftError> {
-    if container_id.is_empty() || ifname.is_empty() {
+fn inputs(network: &str, container_id: &str, ifname: &str) -> Result<Owner, NftError> {
+    if network.is_empty() || container_id.is_empty() || ifname.is_empty() {
         return Err(NftError::Invalid {
             what: "mac spoof check".to_owned(),
-            reason: "empty container id or interface name".to_owned(),
+            reason: "empty network name, container id or interface name".to_owned(),
         });
     }
-    Ok(Owner::new(container_id, ifname, None))
+    Ok(Owner::new(container_id, ifname, Some(network)))
 }
 
 fn mac_of(container_mac: &str) -> Result<[u8; 6], NftError> {
@@ -103,20 +104,21 @@ fn handles(owner: &Owner) -> Result<Vec<u64>, NftError> {
 /// Drops frames from `host_veth` whose source MAC is not `container_mac`; replaces an earlier
 /// rule of the same attachment. One atomic batch.
 pub fn setup(
+    network: &str,
     container_id: &str,
     ifname: &str,
     host_veth: &str,
     container_mac: &str,
 ) -> Result<(), NftError> {
-    let owner = inputs(container_id, ifname)?;
+    let owner = inputs(network, container_id, ifname)?;
     let mac = mac_of(container_mac)?;
     setup_transaction(&owner, host_veth, mac, &[]).validate()?;
     retry_stale(|| setup_transaction(&owner, host_veth, mac, &handles(&owner)?).commit())
 }
 
 /// Removes the attachment's rule; nothing there is success.
-pub fn teardown(container_id: &str, ifname: &str) -> Result<(), NftError> {
-    let owner = inputs(container_id, ifname)?;
+pub fn teardown(network: &str, container_id: &str, ifname: &str) -> Result<(), NftError> {
+    let owner = inputs(network, container_id, ifname)?;
     let t = table();
     retry_stale(|| {
         let mut tx = Transaction::new();
@@ -129,12 +131,13 @@ pub fn teardown(container_id: &str, ifname: &str) -> Result<(), NftError> {
 
 /// Errors unless the attachment's rule is in place with this interface and MAC.
 pub fn check(
+    network: &str,
     container_id: &str,
     ifname: &str,
     host_veth: &str,
     container_mac: &str,
 ) -> Result<(), NftError> {
-    let owner = inputs(container_id, ifname)?;
+    let owner = inputs(network, container_id, ifname)?;
     let want = attachment_rule(&owner, host_veth, mac_of(container_mac)?);
     let have = rules_with_comment(&table(), CHAIN, &owner.comment())?;
     if have.iter().any(|r| r.rule == want) {
@@ -147,13 +150,36 @@ pub fn check(
     }
 }
 
+/// Removes the rules of this network's attachments that are not in `valid`
+/// (`(container id, ifname)` pairs); other networks' rules are left alone.
+pub fn gc(network: &str, valid: &[(String, String)]) -> Result<(), NftError> {
+    let net = network_token(network);
+    let keep: HashSet<String> = valid
+        .iter()
+        .map(|(id, ifname)| Owner::new(id, ifname, Some(network)).comment())
+        .collect();
+    let t = table();
+    retry_stale(|| {
+        let mut tx = Transaction::new();
+        for r in list_rules(&t, CHAIN)? {
+            let Some(c) = r.rule.comment.as_deref() else {
+                continue;
+            };
+            if comment_network(c) == Some(net.as_str()) && !keep.contains(c) {
+                tx.delete_rule(&t, CHAIN, r.handle);
+            }
+        }
+        tx.commit()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn golden_setup_batch() {
-        let owner = Owner::new("c1", "eth0", None);
+        let owner = Owner::new("c1", "eth0", Some("mynet"));
         let tx = setup_transaction(&owner, "veth1234", [2, 0, 0, 0, 0, 1], &[3]);
         assert_eq!(
             tx.to_string(),
@@ -161,7 +187,7 @@ mod tests {
 add table bridge twill_macspoof
 add chain bridge twill_macspoof prerouting { type filter hook prerouting priority -300; policy accept; }
 delete rule bridge twill_macspoof prerouting handle 3
-add rule bridge twill_macspoof prerouting iifname \"veth1234\" ether saddr != 02:00:00:00:00:01 drop comment \"c1 if=eth0\"
+add rule bridge twill_macspoof prerouting iifname \"veth1234\" ether saddr != 02:00:00:00:00:01 drop comment \"c1 if=eth0 net=mynet\"
 "
         );
         tx.validate().unwrap();
@@ -169,7 +195,7 @@ add rule bridge twill_macspoof prerouting iifname \"veth1234\" ether saddr != 02
 
     #[test]
     fn bad_mac_is_refused_before_the_kernel() {
-        let e = setup("c1", "eth0", "veth1", "02:00:00:00:00").unwrap_err();
+        let e = setup("mynet", "c1", "eth0", "veth1", "02:00:00:00:00").unwrap_err();
         assert_eq!(
             e.to_string(),
             "mac spoof check: invalid MAC address \"02:00:00:00:00\""
