@@ -20,8 +20,8 @@ use twill_e2e::stats::summarize;
 use twill_net::netlink::{Family, Handle, Netns as NlNetns};
 use twill_testutil::Netns;
 
-const ROUNDS: usize = 5;
-const SECONDS: u32 = 4;
+const ROUNDS: usize = 9;
+const SECONDS: u32 = 3;
 const LEASES: usize = 1000;
 const SAMPLES: usize = 20;
 
