@@ -17,14 +17,13 @@
 //! negated match does the same with one object to add and delete, found by its owner comment.
 //! Priority -300 (`dstnat` in the bridge family) runs before any bridge NAT or filtering.
 
-use super::list::{list_rules, rules_with_comment};
+use super::list::rules_with_comment;
 use super::model::{
     BaseChain, ChainType, CmpOp, Family, Hook, IfField, Rule, Stmt, Verdict, parse_mac,
 };
-use super::owner::{Owner, comment_network, network_token};
+use super::owner::Owner;
 use super::tx::{TableRef, Transaction};
 use super::{NftError, retry_stale};
-use std::collections::HashSet;
 
 pub const TABLE: &str = "twill_macspoof";
 pub const CHAIN: &str = "prerouting";
@@ -153,24 +152,7 @@ pub fn check(
 /// Removes the rules of this network's attachments that are not in `valid`
 /// (`(container id, ifname)` pairs); other networks' rules are left alone.
 pub fn gc(network: &str, valid: &[(String, String)]) -> Result<(), NftError> {
-    let net = network_token(network);
-    let keep: HashSet<String> = valid
-        .iter()
-        .map(|(id, ifname)| Owner::new(id, ifname, Some(network)).comment())
-        .collect();
-    let t = table();
-    retry_stale(|| {
-        let mut tx = Transaction::new();
-        for r in list_rules(&t, CHAIN)? {
-            let Some(c) = r.rule.comment.as_deref() else {
-                continue;
-            };
-            if comment_network(c) == Some(net.as_str()) && !keep.contains(c) {
-                tx.delete_rule(&t, CHAIN, r.handle);
-            }
-        }
-        tx.commit()
-    })
+    super::gc_owned_rules(&table(), CHAIN, network, valid)
 }
 
 #[cfg(test)]

@@ -27,11 +27,10 @@
 
 use super::list::{list_rules, rules_with_comment};
 use super::model::{AddrField, BaseChain, ChainType, CmpOp, Family, Hook, Rule, Stmt, Verdict};
-use super::owner::{Owner, comment_network, network_token};
+use super::owner::Owner;
 use super::tx::{TableRef, Transaction};
 use super::{NftError, retry_stale};
 use ipnetwork::IpNetwork;
-use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 pub const TABLE: &str = "twill_masq";
@@ -222,24 +221,7 @@ pub fn check(
 /// Removes the rules of this network's attachments that are not in `valid`
 /// (`(container id, ifname)` pairs); other networks' rules are left alone.
 pub fn gc(network: &str, valid: &[(String, String)]) -> Result<(), NftError> {
-    let net = network_token(network);
-    let keep: HashSet<String> = valid
-        .iter()
-        .map(|(id, ifname)| Owner::new(id, ifname, Some(network)).comment())
-        .collect();
-    let t = table();
-    retry_stale(|| {
-        let mut tx = Transaction::new();
-        for r in list_rules(&t, CHECKS_CHAIN)? {
-            let Some(c) = r.rule.comment.as_deref() else {
-                continue;
-            };
-            if comment_network(c) == Some(net.as_str()) && !keep.contains(c) {
-                tx.delete_rule(&t, CHECKS_CHAIN, r.handle);
-            }
-        }
-        tx.commit()
-    })
+    super::gc_owned_rules(&table(), CHECKS_CHAIN, network, valid)
 }
 
 #[cfg(test)]

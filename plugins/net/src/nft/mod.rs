@@ -112,6 +112,34 @@ pub fn retry_stale(mut attempt: impl FnMut() -> Result<(), NftError>) -> Result<
     }
 }
 
+/// Deletes, in one batch, the rules of `chain` owned by attachments of `network` that are not
+/// in `valid` (`(container id, ifname)` pairs); other networks' rules and rules without an
+/// owner comment are left alone. GC of every per-attachment rule set.
+pub(crate) fn gc_owned_rules(
+    t: &TableRef,
+    chain: &str,
+    network: &str,
+    valid: &[(String, String)],
+) -> Result<(), NftError> {
+    let net = owner::network_token(network);
+    let keep: std::collections::HashSet<String> = valid
+        .iter()
+        .map(|(id, ifname)| owner::Owner::new(id, ifname, Some(network)).comment())
+        .collect();
+    retry_stale(|| {
+        let mut tx = Transaction::new();
+        for r in list_rules(t, chain)? {
+            let Some(c) = r.rule.comment.as_deref() else {
+                continue;
+            };
+            if owner::comment_network(c) == Some(net.as_str()) && !keep.contains(c) {
+                tx.delete_rule(t, chain, r.handle);
+            }
+        }
+        tx.commit()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
