@@ -23,6 +23,14 @@ fn node(i: u8) -> NodeIdentity {
     }
 }
 
+/// A fresh etcd with `config` at the prefix, a client, and the parsed config.
+async fn cluster_store(config: &str) -> (Etcd, Registry, twilld::netconf::NetConfig) {
+    let etcd = Etcd::start();
+    let reg = registry(&etcd, config).await;
+    let cfg = reg.config().await.unwrap();
+    (etcd, reg, cfg)
+}
+
 async fn registry(etcd: &Etcd, config: &str) -> Registry {
     let reg = Registry::connect(std::slice::from_ref(&etcd.endpoint), PREFIX)
         .await
@@ -73,9 +81,7 @@ async fn missing_or_bad_config_is_a_clear_error() {
 
 #[tokio::test]
 async fn a_restarted_node_takes_back_its_subnet() {
-    let etcd = Etcd::start();
-    let reg = registry(&etcd, r#"{"Network":"10.244.0.0/16"}"#).await;
-    let cfg = reg.config().await.unwrap();
+    let (_etcd, reg, cfg) = cluster_store(r#"{"Network":"10.244.0.0/16"}"#).await;
     let first = manager::acquire(&reg, &cfg, &node(1), None, TTL)
         .await
         .unwrap();
@@ -207,9 +213,7 @@ impl PeerWatch {
 
 #[tokio::test]
 async fn peers_are_followed_level_triggered() {
-    let etcd = Etcd::start();
-    let reg = registry(&etcd, r#"{"Network":"10.244.0.0/16"}"#).await;
-    let cfg = reg.config().await.unwrap();
+    let (_etcd, reg, cfg) = cluster_store(r#"{"Network":"10.244.0.0/16"}"#).await;
     let mine = manager::acquire(&reg, &cfg, &node(1), None, TTL)
         .await
         .unwrap();
@@ -316,9 +320,7 @@ async fn expired_lease_is_claimed_again_and_etcd_outage_is_survived() {
 
 #[tokio::test]
 async fn a_watch_behind_compacted_history_says_so() {
-    let etcd = Etcd::start();
-    let reg = registry(&etcd, r#"{"Network":"10.244.0.0/16"}"#).await;
-    let cfg = reg.config().await.unwrap();
+    let (_etcd, reg, cfg) = cluster_store(r#"{"Network":"10.244.0.0/16"}"#).await;
     let (_, _, before) = reg.list().await.unwrap();
     let held = manager::acquire(&reg, &cfg, &node(1), None, TTL)
         .await
@@ -382,9 +384,7 @@ async fn the_peer_watch_survives_an_etcd_restart() {
 
 #[tokio::test]
 async fn peers_stay_right_when_our_own_subnet_changes() {
-    let etcd = Etcd::start();
-    let reg = registry(&etcd, r#"{"Network":"10.244.0.0/16"}"#).await;
-    let cfg = reg.config().await.unwrap();
+    let (_etcd, reg, cfg) = cluster_store(r#"{"Network":"10.244.0.0/16"}"#).await;
     let old = manager::acquire(&reg, &cfg, &node(1), None, TTL)
         .await
         .unwrap();

@@ -329,11 +329,9 @@ impl Cluster {
         .in_ns(&node.ns)
         .run(&node.cni_config().to_string());
         let result = out.ok();
-        let ip: Ipv4Addr = result["ips"][0]["address"]
-            .as_str()
-            .and_then(|a| a.split('/').next())
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no IPv4 address in {result}"));
+        let ip: Ipv4Addr = twill_testutil::first_ip(&result)
+            .parse()
+            .unwrap_or_else(|_| panic!("no IPv4 address in {result}"));
         self.pods.push(Pod {
             node: i,
             id,

@@ -732,13 +732,7 @@ fn b3_b4_ipmasq_rules_packets_check_and_del() {
         }
         let conf = w.conf("1.0.0", extra);
         let result = w.inv("ADD").run(&conf).ok();
-        let ip = result["ips"][0]["address"]
-            .as_str()
-            .unwrap()
-            .split('/')
-            .next()
-            .unwrap()
-            .to_owned();
+        let ip = twill_testutil::first_ip(&result);
         let table = nft_list(&w.host, &["table", "inet", "twill_masq"]);
         assert!(
             table.contains(&format!("ip saddr {ip} ip daddr != 10.1.2.0/24 masquerade")),

@@ -93,13 +93,7 @@ impl Node {
         .in_ns(&self.host)
         .run(&conf.to_string());
         let result = out.ok();
-        let ip = result["ips"][0]["address"]
-            .as_str()
-            .unwrap()
-            .split('/')
-            .next()
-            .unwrap()
-            .to_owned();
+        let ip = twill_testutil::first_ip(&result);
         Pod {
             id: id.to_owned(),
             ns,

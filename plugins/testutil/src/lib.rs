@@ -209,6 +209,15 @@ impl Outcome {
     }
 }
 
+/// The address (without prefix length) of the first IP in an ADD result.
+pub fn first_ip(result: &Value) -> String {
+    result["ips"][0]["address"]
+        .as_str()
+        .and_then(|a| a.split('/').next())
+        .unwrap_or_else(|| panic!("no ips[0].address in {result}"))
+        .to_owned()
+}
+
 /// One plugin invocation as a runtime performs it.
 #[derive(Debug, Clone)]
 pub struct Invocation {
