@@ -1,4 +1,5 @@
-//! Summaries of timing samples: median and 90th percentile.
+//! Summaries of samples: median and 90th percentile of timings, and the median of ratios with
+//! a confidence interval.
 //!
 //! Medians rather than means because plugin timings on a shared 2-core machine have a long
 //! right tail (other builds, the scheduler); p90 shows that tail without letting one outlier
@@ -36,6 +37,37 @@ pub fn summarize(samples: &[Duration]) -> Option<Summary> {
 /// `a / b` as a float (how many times slower `a` is than `b`).
 pub fn ratio(a: Duration, b: Duration) -> f64 {
     a.as_secs_f64() / b.as_secs_f64()
+}
+
+/// The median of `values` (mean of the middle two for an even count); `None` when empty.
+pub fn median(values: &[f64]) -> Option<f64> {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(v[n / 2]),
+        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
+}
+
+/// A distribution-free 95 % confidence interval for the median of `values`: the order
+/// statistics `x(j)` and `x(k)` (1-based) with `j = floor(n/2 - 0.98 sqrt(n))` and
+/// `k = ceil(1 + n/2 + 0.98 sqrt(n))`, the normal approximation of the binomial interval.
+/// It assumes nothing about the shape of the noise, which on a shared machine is anything but
+/// normal. `None` below 6 samples, where no such interval reaches 95 %.
+pub fn median_ci95(values: &[f64]) -> Option<(f64, f64)> {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n < 6 {
+        return None;
+    }
+    let half = n as f64 / 2.0;
+    let spread = 0.98 * (n as f64).sqrt();
+    let j = ((half - spread).floor() as usize).max(1);
+    let k = ((1.0 + half + spread).ceil() as usize).min(n);
+    Some((v[j - 1], v[k - 1]))
 }
 
 #[cfg(test)]
@@ -77,6 +109,24 @@ mod tests {
     #[test]
     fn no_samples_no_summary() {
         assert_eq!(summarize(&[]), None);
+    }
+
+    #[test]
+    fn median_of_floats() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median(&[]), None);
+    }
+
+    #[test]
+    fn median_ci95_uses_the_binomial_order_statistics() {
+        // n = 60: j = floor(30 - 7.59) = 22, k = ceil(31 + 7.59) = 39.
+        let v: Vec<f64> = (1..=60).rev().map(f64::from).collect();
+        assert_eq!(median_ci95(&v), Some((22.0, 39.0)));
+        // n = 9: j = floor(4.5 - 2.94) = 1, k = ceil(5.5 + 2.94) = 9: the whole range.
+        let v: Vec<f64> = (1..=9).map(f64::from).collect();
+        assert_eq!(median_ci95(&v), Some((1.0, 9.0)));
+        assert_eq!(median_ci95(&[1.0, 2.0, 3.0, 4.0, 5.0]), None);
     }
 
     #[test]

@@ -30,6 +30,19 @@ fn netctl(c: &Cluster, node: usize, args: &[&str]) -> String {
     }
 }
 
+/// `TWILL_DEMO_HOLD_SECS=N` keeps the cluster up for N seconds before the teardown, so that a
+/// developer can look at the namespaces (the teardown still runs, so nothing is left behind).
+fn hold_secs() -> Option<u64> {
+    let v = std::env::var("TWILL_DEMO_HOLD_SECS").ok()?;
+    match v.parse() {
+        Ok(n) => Some(n),
+        Err(_) => {
+            eprintln!("TWILL_DEMO_HOLD_SECS={v:?} is not a number of seconds; not holding");
+            None
+        }
+    }
+}
+
 fn main() {
     let t0 = Instant::now();
     println!("== Twill demo: 3 nodes, VXLAN, 2 pods per node (all inside network namespaces)");
@@ -94,6 +107,27 @@ fn main() {
     }
     println!("\n== netctl leases\n{}", netctl(&c, 0, &["leases"]));
     println!("== netctl status (node1)\n{}", netctl(&c, 0, &["status"]));
+    if let Some(secs) = hold_secs() {
+        println!("\n== holding the cluster for {secs} s (TWILL_DEMO_HOLD_SECS); look around with:");
+        println!(
+            "  ip netns exec {} ip route       # the underlay",
+            c.underlay.name
+        );
+        for n in &c.nodes {
+            println!(
+                "  ip netns exec {} ip route       # {}",
+                n.ns.name,
+                n.name()
+            );
+        }
+        for p in &c.pods {
+            println!(
+                "  ip netns exec {} ip addr        # pod {}",
+                p.ns.name, p.id
+            );
+        }
+        std::thread::sleep(Duration::from_secs(secs));
+    }
     println!("\n== tearing down: pods, daemons, nodes, etcd, underlay");
     for p in 0..c.pods.len() {
         c.del_pod(p);
