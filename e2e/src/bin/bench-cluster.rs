@@ -104,6 +104,12 @@ struct Throughput {
     ci: (f64, f64),
 }
 
+impl Throughput {
+    fn placement(&self) -> &'static str {
+        if self.pinned { "pinned" } else { "unpinned" }
+    }
+}
+
 /// Each round measures the underlay and the pods back to back (in alternating order, so
 /// neither always runs second), and the round's ratio compares the two under the same
 /// machine conditions; the median of the ratios is reported.
@@ -239,7 +245,7 @@ fn main() {
         for t in throughput(name, conf) {
             println!(
                 "{name} ({}, {} rounds): underlay {:.2} Gbit/s, pods {:.2} Gbit/s, ratio {:.3} (95% CI {:.3}-{:.3})",
-                if t.pinned { "pinned" } else { "unpinned" },
+                t.placement(),
                 t.rounds,
                 t.underlay / 1e9,
                 t.pods / 1e9,
@@ -293,7 +299,7 @@ fn main() {
         body.push_str(&format!(
             "| {} | {} | {} | {:.2} Gbit/s | {:.2} Gbit/s | **{:.3}** | {:.3}–{:.3} | ≥ {:.2} {} |\n",
             t.backend,
-            if t.pinned { "pinned" } else { "unpinned" },
+            t.placement(),
             t.rounds,
             t.underlay / 1e9,
             t.pods / 1e9,
