@@ -31,6 +31,13 @@ async fn cluster_store(config: &str) -> (Etcd, Registry, twilld::netconf::NetCon
     (etcd, reg, cfg)
 }
 
+/// Node `i`'s lease with the default TTL and no previous subnet; panics on failure.
+async fn claim(reg: &Registry, cfg: &twilld::netconf::NetConfig, i: u8) -> HeldLease {
+    manager::acquire(reg, cfg, &node(i), None, TTL)
+        .await
+        .unwrap()
+}
+
 async fn registry(etcd: &Etcd, config: &str) -> Registry {
     let reg = Registry::connect(std::slice::from_ref(&etcd.endpoint), PREFIX)
         .await
@@ -48,9 +55,7 @@ async fn claims_a_subnet_with_flannel_value_and_ttl() {
     )
     .await;
     let cfg = reg.config().await.unwrap();
-    let held = manager::acquire(&reg, &cfg, &node(1), None, TTL)
-        .await
-        .unwrap();
+    let held = claim(&reg, &cfg, 1).await;
     assert_eq!(held.subnet.prefix(), 24);
     assert!(cfg.network.contains(held.subnet.ip()));
     let (leases, bad, rev) = reg.list().await.unwrap();
@@ -82,13 +87,9 @@ async fn missing_or_bad_config_is_a_clear_error() {
 #[tokio::test]
 async fn a_restarted_node_takes_back_its_subnet() {
     let (_etcd, reg, cfg) = cluster_store(r#"{"Network":"10.244.0.0/16"}"#).await;
-    let first = manager::acquire(&reg, &cfg, &node(1), None, TTL)
-        .await
-        .unwrap();
+    let first = claim(&reg, &cfg, 1).await;
     // Restart without a subnet file: found through our PublicIP.
-    let again = manager::acquire(&reg, &cfg, &node(1), None, TTL)
-        .await
-        .unwrap();
+    let again = claim(&reg, &cfg, 1).await;
     assert_eq!(again.subnet, first.subnet);
     assert_ne!(again.lease_id, first.lease_id);
     assert_eq!(reg.list().await.unwrap().0.len(), 1);
@@ -214,12 +215,8 @@ impl PeerWatch {
 #[tokio::test]
 async fn peers_are_followed_level_triggered() {
     let (_etcd, reg, cfg) = cluster_store(r#"{"Network":"10.244.0.0/16"}"#).await;
-    let mine = manager::acquire(&reg, &cfg, &node(1), None, TTL)
-        .await
-        .unwrap();
-    let other = manager::acquire(&reg, &cfg, &node(2), None, TTL)
-        .await
-        .unwrap();
+    let mine = claim(&reg, &cfg, 1).await;
+    let other = claim(&reg, &cfg, 2).await;
     let PeerWatch {
         mut peers_rx,
         stop_tx,
@@ -231,9 +228,7 @@ async fn peers_are_followed_level_triggered() {
             .is_some_and(|p| p.len() == 1 && p.contains_key(&other.subnet))
     })
     .await;
-    let third = manager::acquire(&reg, &cfg, &node(3), None, TTL)
-        .await
-        .unwrap();
+    let third = claim(&reg, &cfg, 3).await;
     wait_for(&mut peers_rx, "added peer", |p| {
         p.as_ref().is_some_and(|p| p.contains_key(&third.subnet))
     })
@@ -322,9 +317,7 @@ async fn expired_lease_is_claimed_again_and_etcd_outage_is_survived() {
 async fn a_watch_behind_compacted_history_says_so() {
     let (_etcd, reg, cfg) = cluster_store(r#"{"Network":"10.244.0.0/16"}"#).await;
     let (_, _, before) = reg.list().await.unwrap();
-    let held = manager::acquire(&reg, &cfg, &node(1), None, TTL)
-        .await
-        .unwrap();
+    let held = claim(&reg, &cfg, 1).await;
     reg.delete(held.subnet).await.unwrap();
     let (_, _, now) = reg.list().await.unwrap();
     reg.compact(now).await.unwrap();
@@ -333,9 +326,7 @@ async fn a_watch_behind_compacted_history_says_so() {
     assert!(matches!(e, RegistryError::Compacted { .. }), "{e}");
     // From the current revision the watch works.
     let mut w = reg.watch(now).await.unwrap();
-    let other = manager::acquire(&reg, &cfg, &node(2), None, TTL)
-        .await
-        .unwrap();
+    let other = claim(&reg, &cfg, 2).await;
     let (events, rev) = w.next().await.unwrap();
     assert!(rev > now);
     assert!(
@@ -349,12 +340,8 @@ async fn the_peer_watch_survives_an_etcd_restart() {
     let mut etcd = Etcd::start();
     let reg = registry(&etcd, r#"{"Network":"10.244.0.0/16"}"#).await;
     let cfg = reg.config().await.unwrap();
-    let mine = manager::acquire(&reg, &cfg, &node(1), None, TTL)
-        .await
-        .unwrap();
-    let first = manager::acquire(&reg, &cfg, &node(2), None, TTL)
-        .await
-        .unwrap();
+    let mine = claim(&reg, &cfg, 1).await;
+    let first = claim(&reg, &cfg, 2).await;
     let PeerWatch {
         mut peers_rx,
         stop_tx,
@@ -369,9 +356,7 @@ async fn the_peer_watch_survives_an_etcd_restart() {
     etcd.stop();
     tokio::time::sleep(Duration::from_millis(500)).await;
     etcd.resume();
-    let second = manager::acquire(&reg, &cfg, &node(3), None, TTL)
-        .await
-        .unwrap();
+    let second = claim(&reg, &cfg, 3).await;
     wait_for(&mut peers_rx, "peer added after the restart", |p| {
         p.as_ref()
             .is_some_and(|p| p.contains_key(&second.subnet) && p.contains_key(&first.subnet))
@@ -385,12 +370,8 @@ async fn the_peer_watch_survives_an_etcd_restart() {
 #[tokio::test]
 async fn peers_stay_right_when_our_own_subnet_changes() {
     let (_etcd, reg, cfg) = cluster_store(r#"{"Network":"10.244.0.0/16"}"#).await;
-    let old = manager::acquire(&reg, &cfg, &node(1), None, TTL)
-        .await
-        .unwrap();
-    let b = manager::acquire(&reg, &cfg, &node(2), None, TTL)
-        .await
-        .unwrap();
+    let old = claim(&reg, &cfg, 1).await;
+    let b = claim(&reg, &cfg, 2).await;
     let PeerWatch {
         mut peers_rx,
         stop_tx,
@@ -410,9 +391,7 @@ async fn peers_stay_right_when_our_own_subnet_changes() {
         .unwrap()
         .unwrap();
     assert!(taken > 0);
-    let new = manager::acquire(&reg, &cfg, &node(1), None, TTL)
-        .await
-        .unwrap();
+    let new = claim(&reg, &cfg, 1).await;
     assert_ne!(new.subnet, old.subnet);
     status_tx.send_replace(LeaseStatus::Held {
         lease: new,

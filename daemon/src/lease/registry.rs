@@ -103,15 +103,19 @@ impl Registry {
         &self.prefix
     }
 
+    /// One key, with an error that names it.
+    async fn get(&self, key: &str) -> Result<etcd_client::GetResponse, RegistryError> {
+        self.client
+            .clone()
+            .get(key, None)
+            .await
+            .map_err(etcd(format!("get {key}")))
+    }
+
     /// Reads and validates `<prefix>/config`.
     pub async fn config(&self) -> Result<NetConfig, RegistryError> {
         let key = config_key(&self.prefix);
-        let resp = self
-            .client
-            .clone()
-            .get(key.clone(), None)
-            .await
-            .map_err(etcd(format!("get {key}")))?;
+        let resp = self.get(&key).await?;
         let kv = resp
             .kvs()
             .first()
@@ -272,12 +276,7 @@ impl Registry {
     /// The etcd lease id the key of `subnet` is bound to; `None` when the key does not exist.
     pub async fn holder(&self, subnet: Ipv4Network) -> Result<Option<i64>, RegistryError> {
         let key = subnet_key(&self.prefix, subnet);
-        let resp = self
-            .client
-            .clone()
-            .get(key.clone(), None)
-            .await
-            .map_err(etcd(format!("get {key}")))?;
+        let resp = self.get(&key).await?;
         Ok(resp.kvs().first().map(|kv| kv.lease()))
     }
 
