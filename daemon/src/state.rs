@@ -52,6 +52,61 @@ pub struct Status {
     pub overlay_dev: Option<String>,
     pub last_reconcile_at: Option<u64>,
     pub last_errors: Vec<String>,
+    /// The Kubernetes object source (`--manifests` or `--kubeconfig`), when one is set.
+    pub source: Option<SourceStatus>,
+    /// The NetworkPolicy engine, when a source is set.
+    pub policy: Option<PolicyStatus>,
+}
+
+/// What the object source has read, for `/status` and for tests that wait for a change to
+/// reach the model.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct SourceStatus {
+    /// `manifests` or `kubernetes`.
+    pub kind: String,
+    /// Every input has been read completely once.
+    pub synced: bool,
+    /// The generation of the last model published.
+    pub generation: u64,
+    /// Manifest source only: every file read, by file name relative to the directory.
+    pub files: std::collections::BTreeMap<String, FileStatus>,
+    /// Current problems (a file that does not parse, an object that fails validation, a
+    /// watch that cannot connect), each naming the file and the object.
+    pub errors: Vec<String>,
+}
+
+/// One manifest file as last read.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct FileStatus {
+    /// Hex SHA-256 of the bytes last read (whether or not they parsed).
+    pub sha256: String,
+    /// Objects in force from this file (from its last good version when it is broken).
+    pub objects: usize,
+    /// Why the bytes last read were refused, if they were.
+    pub error: Option<String>,
+}
+
+/// The NetworkPolicy engine's last compile and apply.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct PolicyStatus {
+    /// The model generation whose ruleset is in the kernel (0: nothing applied yet).
+    pub applied_generation: u64,
+    /// Unix time of the last successful apply.
+    pub applied_at: Option<u64>,
+    /// Why the last compile or apply failed (the previous ruleset stays in force).
+    pub error: Option<String>,
+    pub policies: usize,
+    /// Pods on this node that at least one policy isolates.
+    pub enforced_pods: usize,
+    pub sets: usize,
+    pub chains: usize,
+    pub elements: usize,
+    /// Wall time of the last compile and of the last apply, in microseconds.
+    pub compile_us: u64,
+    pub apply_us: u64,
 }
 
 /// Shared daemon state.
