@@ -7,6 +7,7 @@
 //!   and the one applier that reconciles the kernel against it.
 //! - [`masq`]: masquerade of pod traffic leaving the cluster, in twilld's own nftables table.
 //! - [`state`] and [`http`]: what the daemon reports (`/metrics`, `/healthz`, `/status`).
+//! - [`source`]: the model of Kubernetes objects and the sources that feed it.
 //! - [`run`]: start-up order and the reconcile loop.
 
 pub mod backend;
@@ -15,4 +16,5 @@ pub mod lease;
 pub mod masq;
 pub mod netconf;
 pub mod run;
+pub mod source;
 pub mod state;
