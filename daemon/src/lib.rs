@@ -7,6 +7,7 @@
 //!   and the one applier that reconciles the kernel against it.
 //! - [`masq`]: masquerade of pod traffic leaving the cluster, in twilld's own nftables table.
 //! - [`state`] and [`http`]: what the daemon reports (`/metrics`, `/healthz`, `/status`).
+//! - [`policy`]: the NetworkPolicy engine (pure compiler, tracer, one applier, controller).
 //! - [`source`]: the model of Kubernetes objects and the sources that feed it.
 //! - [`run`]: start-up order and the reconcile loop.
 
@@ -15,6 +16,7 @@ pub mod http;
 pub mod lease;
 pub mod masq;
 pub mod netconf;
+pub mod policy;
 pub mod run;
 pub mod source;
 pub mod state;

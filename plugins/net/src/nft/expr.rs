@@ -365,6 +365,7 @@ fn lower_stmt(family: Family, s: &Stmt, out: &mut Vec<Expr>) -> Result<(), Lower
         Stmt::Unknown(s) => {
             return Err(LowerError(format!("cannot encode unknown statement {s:?}")));
         }
+        other => return Err(LowerError(format!("shim {other:?}"))),
     }
     Ok(())
 }

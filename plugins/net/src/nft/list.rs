@@ -270,6 +270,7 @@ pub fn read_table(table: &TableRef) -> Result<Option<Table>, NftError> {
         let mut out = Table {
             family: table.family,
             name: table.name.clone(),
+            sets: vec![],
             chains: raw
                 .into_iter()
                 .map(|c| Chain {

@@ -34,8 +34,9 @@ mod wire;
 
 pub use list::{chain_exists, list_rules, read_table, rules_with_comment, table_exists};
 pub use model::{
-    AddrField, BaseChain, Chain, ChainType, CmpOp, Family, Hook, IfField, L4Proto, ListedRule,
-    Policy, PortField, Rule, Stmt, Table, Verdict,
+    AddrField, BaseChain, Chain, ChainType, CmpOp, CtState, Family, Field, Hook, IfField, KeyPart,
+    KeyType, L4Proto, LimitUnit, ListedRule, Policy, PortField, Rule, Set, SetElem, Stmt, Table,
+    Verdict,
 };
 pub use tx::{Op, OpKind, TableRef, Transaction};
 pub use wire::COMMENT_MAX;

@@ -203,6 +203,7 @@ pub struct Table {
     pub family: Family,
     pub name: String,
     pub chains: Vec<Chain>,
+    pub sets: Vec<Set>,
 }
 
 impl Table {
@@ -331,6 +332,95 @@ pub enum Stmt {
     },
     /// Kernel expressions we did not generate and cannot name; kept so a reader sees them.
     Unknown(String),
+    Lookup {
+        fields: Vec<Field>,
+        set: String,
+        negate: bool,
+    },
+    Vmap {
+        fields: Vec<Field>,
+        map: String,
+    },
+    CtState(Vec<CtState>),
+    Counter {
+        packets: u64,
+        bytes: u64,
+    },
+    Limit {
+        rate: u32,
+        per: LimitUnit,
+        burst: u32,
+    },
+    Log {
+        prefix: Option<String>,
+        group: Option<u16>,
+    },
+    PortRange {
+        proto: L4Proto,
+        field: PortField,
+        lo: u16,
+        hi: u16,
+    },
+}
+
+// SHIM (replaced by the nft-sets branch)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyType {
+    Ipv4Addr,
+    Ipv6Addr,
+    InetProto,
+    InetService,
+}
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Field {
+    IpSaddr,
+    IpDaddr,
+    Ip6Saddr,
+    Ip6Daddr,
+    L4Proto,
+    ThDport,
+}
+impl Field {
+    pub fn key_type(self) -> KeyType {
+        match self {
+            Field::IpSaddr | Field::IpDaddr => KeyType::Ipv4Addr,
+            Field::Ip6Saddr | Field::Ip6Daddr => KeyType::Ipv6Addr,
+            Field::L4Proto => KeyType::InetProto,
+            Field::ThDport => KeyType::InetService,
+        }
+    }
+}
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum KeyPart {
+    Addr(IpAddr),
+    Proto(u8),
+    Port(u16),
+}
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SetElem {
+    pub key: Vec<KeyPart>,
+    pub verdict: Option<Verdict>,
+}
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Set {
+    pub name: String,
+    pub key: Vec<KeyType>,
+    pub vmap: bool,
+    pub comment: Option<String>,
+    pub elements: Vec<SetElem>,
+}
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CtState {
+    Invalid,
+    Established,
+    Related,
+    New,
+    Untracked,
+}
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LimitUnit {
+    Second,
+    Minute,
 }
 
 impl Stmt {
@@ -444,6 +534,7 @@ impl Stmt {
                 }
             }
             Stmt::Unknown(s) => write!(out, "{s}"),
+            other => write!(out, "{other:?}"),
         };
     }
 }
@@ -712,6 +803,7 @@ mod tests {
             family: Family::Ip,
             name: "t".into(),
             chains: vec![Chain::regular("hostports"), pre],
+            sets: vec![],
         };
         assert_eq!(
             t.to_string(),

@@ -244,6 +244,12 @@ impl Transaction {
         Transaction::default()
     }
 
+    // SHIM
+    pub fn add_set(&mut self, _t: &TableRef, _s: &super::Set) -> &mut Self { self }
+    pub fn delete_set(&mut self, _t: &TableRef, _n: &str) -> &mut Self { self }
+    pub fn flush_set(&mut self, _t: &TableRef, _n: &str) -> &mut Self { self }
+    pub fn add_elements(&mut self, _t: &TableRef, _n: &str, _e: &[super::SetElem]) -> &mut Self { self }
+    pub fn delete_elements(&mut self, _t: &TableRef, _n: &str, _e: &[super::SetElem]) -> &mut Self { self }
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
     }

@@ -1,0 +1,218 @@
+//! The one applier of the policy engine: turns the difference between the table in the
+//! kernel and the desired one into a single nftables transaction (all or nothing), so a
+//! failed apply leaves the previous ruleset in force.
+//!
+//! [`plan`] is pure and golden-tested; [`commit`] sends it. Two shapes:
+//! - **full** (first apply after start, after any failure, or when the kernel's table is
+//!   not what we last wrote): `add table; delete table; add table; ...everything`, which
+//!   atomically replaces whatever was there (the leading `add` makes the delete safe when
+//!   the table is absent);
+//! - **incremental**: new chains, new sets with their elements, element deletions and
+//!   additions in existing sets, chains whose rules changed are flushed and refilled, then
+//!   removed chains and sets go. Pod churn only changes elements, so it produces element
+//!   operations only. The order satisfies the kernel's references: a chain exists before a
+//!   map element jumps to it, a set before a rule looks it up, and rules and elements that
+//!   reference a chain or set are gone before it is deleted.
+
+use super::compile::TABLE;
+use std::collections::{BTreeMap, HashSet};
+use twill_net::nft::{Chain, Family, NftError, Set, SetElem, TableRef, Table, Transaction};
+
+/// The engine's table.
+pub fn table_ref() -> TableRef {
+    TableRef::new(Family::Inet, TABLE)
+}
+
+/// What a plan does, for logs and `/status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlanSummary {
+    pub full: bool,
+    pub chains_added: usize,
+    pub chains_rewritten: usize,
+    pub chains_removed: usize,
+    pub sets_added: usize,
+    pub sets_removed: usize,
+    pub elements_added: usize,
+    pub elements_removed: usize,
+}
+
+impl PlanSummary {
+    /// Nothing to send.
+    pub fn is_noop(&self) -> bool {
+        *self == PlanSummary::default()
+    }
+
+    /// Only set elements change (what pod churn must produce).
+    pub fn elements_only(&self) -> bool {
+        !self.full
+            && self.chains_added == 0
+            && self.chains_rewritten == 0
+            && self.chains_removed == 0
+            && self.sets_added == 0
+            && self.sets_removed == 0
+    }
+}
+
+/// The transaction that turns `current` (what the kernel holds, `None` when unknown) into
+/// `next`.
+pub fn plan(current: Option<&Table>, next: &Table) -> (Transaction, PlanSummary) {
+    match current {
+        Some(cur) if incremental_possible(cur, next) => incremental(cur, next),
+        _ => full(next),
+    }
+}
+
+fn full(next: &Table) -> (Transaction, PlanSummary) {
+    let t = table_ref();
+    let mut tx = Transaction::new();
+    let mut sum = PlanSummary {
+        full: true,
+        ..PlanSummary::default()
+    };
+    tx.add_table(&t).delete_table(&t).add_table(&t);
+    for c in &next.chains {
+        tx.add_chain(&t, &c.name, c.base.clone());
+        sum.chains_added += 1;
+    }
+    for s in &next.sets {
+        tx.add_set(&t, s);
+        sum.sets_added += 1;
+        sum.elements_added += s.elements.len();
+    }
+    for c in &next.chains {
+        for r in &c.rules {
+            tx.add_rule(&t, &c.name, r.clone());
+        }
+    }
+    (tx, sum)
+}
+
+/// Base chains and set definitions never change in place: when one would, start over.
+fn incremental_possible(cur: &Table, next: &Table) -> bool {
+    let cur_chains: BTreeMap<&str, &Chain> =
+        cur.chains.iter().map(|c| (c.name.as_str(), c)).collect();
+    let cur_sets: BTreeMap<&str, &Set> = cur.sets.iter().map(|s| (s.name.as_str(), s)).collect();
+    next.chains.iter().all(|c| {
+        cur_chains
+            .get(c.name.as_str())
+            .is_none_or(|old| old.base == c.base)
+    }) && next.sets.iter().all(|s| {
+        cur_sets
+            .get(s.name.as_str())
+            .is_none_or(|old| old.key == s.key && old.vmap == s.vmap)
+    })
+}
+
+fn incremental(cur: &Table, next: &Table) -> (Transaction, PlanSummary) {
+    let t = table_ref();
+    let mut tx = Transaction::new();
+    let mut sum = PlanSummary::default();
+    let cur_chains: BTreeMap<&str, &Chain> =
+        cur.chains.iter().map(|c| (c.name.as_str(), c)).collect();
+    let next_chains: BTreeMap<&str, &Chain> =
+        next.chains.iter().map(|c| (c.name.as_str(), c)).collect();
+    let cur_sets: BTreeMap<&str, &Set> = cur.sets.iter().map(|s| (s.name.as_str(), s)).collect();
+    let next_sets: BTreeMap<&str, &Set> =
+        next.sets.iter().map(|s| (s.name.as_str(), s)).collect();
+
+    // 1. New chains, empty (map elements and rules may refer to them).
+    for c in &next.chains {
+        if !cur_chains.contains_key(c.name.as_str()) {
+            tx.add_chain(&t, &c.name, c.base.clone());
+            sum.chains_added += 1;
+        }
+    }
+    // 2. New sets with their elements.
+    for s in &next.sets {
+        if !cur_sets.contains_key(s.name.as_str()) {
+            tx.add_set(&t, s);
+            sum.sets_added += 1;
+            sum.elements_added += s.elements.len();
+        }
+    }
+    // 3. Elements of sets on both sides: deletions first (a changed map verdict is a
+    //    deletion and an addition of the same key).
+    let mut additions: Vec<(&str, Vec<SetElem>)> = Vec::new();
+    for s in &next.sets {
+        let Some(old) = cur_sets.get(s.name.as_str()) else {
+            continue;
+        };
+        if old.elements == s.elements {
+            continue;
+        }
+        let want: HashSet<&SetElem> = s.elements.iter().collect();
+        let have: HashSet<&SetElem> = old.elements.iter().collect();
+        let gone: Vec<SetElem> = old
+            .elements
+            .iter()
+            .filter(|e| !want.contains(e))
+            .cloned()
+            .collect();
+        let new: Vec<SetElem> = s
+            .elements
+            .iter()
+            .filter(|e| !have.contains(e))
+            .cloned()
+            .collect();
+        if !gone.is_empty() {
+            sum.elements_removed += gone.len();
+            tx.delete_elements(&t, &s.name, &gone);
+        }
+        if !new.is_empty() {
+            additions.push((s.name.as_str(), new));
+        }
+    }
+    for (set, new) in additions {
+        sum.elements_added += new.len();
+        tx.add_elements(&t, set, &new);
+    }
+    // 4. Chains whose rules changed: flushed and refilled; new chains filled.
+    for c in &next.chains {
+        match cur_chains.get(c.name.as_str()) {
+            Some(old) if old.rules == c.rules => {}
+            Some(_) => {
+                tx.flush_chain(&t, &c.name);
+                sum.chains_rewritten += 1;
+                for r in &c.rules {
+                    tx.add_rule(&t, &c.name, r.clone());
+                }
+            }
+            None => {
+                for r in &c.rules {
+                    tx.add_rule(&t, &c.name, r.clone());
+                }
+            }
+        }
+    }
+    // 5. Removed chains: all flushed before any is deleted (they may jump to each other).
+    let removed: Vec<&str> = cur
+        .chains
+        .iter()
+        .map(|c| c.name.as_str())
+        .filter(|n| !next_chains.contains_key(n))
+        .collect();
+    for c in &removed {
+        tx.flush_chain(&t, c);
+    }
+    // Map elements jumping to removed chains were deleted in step 3.
+    for c in &removed {
+        tx.delete_chain(&t, c);
+        sum.chains_removed += 1;
+    }
+    // 6. Removed sets, now that no rule refers to them.
+    for s in &cur.sets {
+        if !next_sets.contains_key(s.name.as_str()) {
+            tx.delete_set(&t, &s.name);
+            sum.sets_removed += 1;
+        }
+    }
+    (tx, sum)
+}
+
+/// Sends `tx` (one batch). Netlink calls block: call from a blocking context.
+pub fn commit(tx: &Transaction) -> Result<(), NftError> {
+    if tx.is_empty() {
+        return Ok(());
+    }
+    tx.commit()
+}
