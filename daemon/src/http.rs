@@ -144,12 +144,105 @@ async fn status(AxState(state): AxState<Arc<State>>) -> impl IntoResponse {
     Json(state.snapshot())
 }
 
-/// The router serving all three endpoints.
+type Query = axum::extract::Query<std::collections::HashMap<String, String>>;
+
+/// The policy engine's latest snapshot, or the reason there is none.
+fn policy_view(state: &State) -> Result<Arc<crate::policy::controller::View>, (StatusCode, String)> {
+    state
+        .policy_view
+        .lock()
+        .ok()
+        .and_then(|v| v.clone())
+        .ok_or((
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no policy ruleset applied yet: twilld needs --manifests or --kubeconfig, and the source must have synced (see netctl status)\n".into(),
+        ))
+}
+
+/// The table as the kernel holds it now (for counters); `None` if it cannot be read.
+async fn kernel_table() -> Option<twill_net::nft::Table> {
+    tokio::task::spawn_blocking(|| {
+        twill_net::nft::read_table(&crate::policy::apply::table_ref())
+            .ok()
+            .flatten()
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+async fn policy_list(AxState(state): AxState<Arc<State>>) -> axum::response::Response {
+    let v = match policy_view(&state) {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    let kernel = kernel_table().await;
+    Json(crate::policy::explain::list(&v.model, &v.compiled, kernel.as_ref())).into_response()
+}
+
+async fn policy_show(
+    AxState(state): AxState<Arc<State>>,
+    axum::extract::Query(q): Query,
+) -> axum::response::Response {
+    let v = match policy_view(&state) {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    let Some((ns, name)) = q.get("policy").and_then(|p| p.split_once('/')) else {
+        return (StatusCode::BAD_REQUEST, "policy: expected namespace/name\n").into_response();
+    };
+    let key = crate::source::model::ObjectKey::new(ns, name);
+    let kernel = kernel_table().await;
+    match crate::policy::explain::show(&v.model, &v.compiled, kernel.as_ref(), &key) {
+        Some(r) => Json(r).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            format!("NetworkPolicy {key} is not known (netctl policy list shows what is)\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn policy_explain(
+    AxState(state): AxState<Arc<State>>,
+    axum::extract::Query(q): Query,
+) -> axum::response::Response {
+    let v = match policy_view(&state) {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    let arg = |k: &str| q.get(k).map(String::as_str).unwrap_or("");
+    let port: u16 = match arg("port").parse() {
+        Ok(p) => p,
+        Err(_) => {
+            return (StatusCode::BAD_REQUEST, format!("port: {:?} is not a port number\n", arg("port")))
+                .into_response();
+        }
+    };
+    let Some(proto) = crate::source::model::Protocol::parse(&arg("protocol").to_uppercase()) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("protocol: {:?} is not one of TCP, UDP, SCTP\n", arg("protocol")),
+        )
+            .into_response();
+    };
+    match crate::policy::explain::explain(&v.model, &v.opts, arg("src"), arg("dst"), port, proto) {
+        Ok(e) => Json(e).into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    }
+}
+
+/// The router: `/metrics`, `/healthz`, `/status`, and the policy API netctl reads
+/// (`/policy/list`, `/policy/show?policy=NS/NAME`,
+/// `/policy/explain?src=&dst=&port=&protocol=`).
 pub fn router(state: Arc<State>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/status", get(status))
+        .route("/policy/list", get(policy_list))
+        .route("/policy/show", get(policy_show))
+        .route("/policy/explain", get(policy_explain))
         .with_state(state)
 }
 

@@ -4,6 +4,9 @@
 //! - `netctl status`: this node as twilld sees it (lease, backend, peers seen against routes
 //!   programmed, unreachable peers, last errors), from twilld's `/status`.
 //! - `netctl routes`: what twilld owns in the kernel against what it should own, entry by entry.
+//! - `netctl policy list|show NS/NAME|explain SRC DST PORT/PROTO`: NetworkPolicies as this
+//!   node enforces them, and why a connection is allowed or denied (from twilld's
+//!   `/policy/*`, computed from the same model and compiler that program the kernel).
 //!
 //! Tables by default, `-o json` for scripts. Every failure says what to do next.
 
@@ -70,6 +73,30 @@ enum Cmd {
     Status,
     /// Routes, neighbours and FDB entries twilld owns against what it should own.
     Routes,
+    /// NetworkPolicies: list, show one, explain a connection.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCmd {
+    /// Every NetworkPolicy: selector, types, rules, selected pods, packets accepted here.
+    List,
+    /// One policy: selected pods, each rule's resolved peers and ports, nftables objects.
+    Show {
+        /// NAMESPACE/NAME
+        policy: String,
+    },
+    /// Why SRC can or cannot reach DST: the policies selecting each end, the verdict, the
+    /// rule that allowed it, and the nftables rules the packet meets on each node.
+    Explain {
+        /// Source: NAMESPACE/POD or an address.
+        src: String,
+        /// Destination: NAMESPACE/POD or an address.
+        dst: String,
+        /// PORT/PROTO, e.g. 80/tcp (protocol defaults to TCP).
+        port: String,
+    },
 }
 
 fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
@@ -163,24 +190,199 @@ fn etcd_hint(cli: &Cli, e: impl std::fmt::Display) -> String {
     )
 }
 
-fn fetch_status(cli: &Cli) -> Result<Status, String> {
-    let url = format!("http://{}/status", cli.daemon);
+/// GETs `path` from twilld; a non-2xx answer's body is the error (twilld writes it for
+/// operators).
+fn fetch<T: serde::de::DeserializeOwned>(cli: &Cli, path: &str) -> Result<T, String> {
+    let url = format!("http://{}{path}", cli.daemon);
     let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(3)))
+        .timeout_global(Some(Duration::from_secs(10)))
+        .http_status_as_error(false)
         .build()
         .into();
-    let body = agent
-        .get(&url)
-        .call()
-        .and_then(|mut r| r.body_mut().read_to_string())
-        .map_err(|e| {
-            format!(
-                "cannot reach twilld at {url}: {e}\nhint: is twilld running on this node? (pass --daemon as its --metrics-addr)"
-            )
-        })?;
+    let mut resp = agent.get(&url).call().map_err(|e| {
+        format!(
+            "cannot reach twilld at {url}: {e}\nhint: is twilld running on this node? (pass --daemon as its --metrics-addr)"
+        )
+    })?;
+    let code = resp.status();
+    let body = resp
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| format!("read twilld's answer to {url}: {e}"))?;
+    if !code.is_success() {
+        return Err(body.trim_end().to_owned());
+    }
     serde_json::from_str::<Value>(&body)
         .and_then(serde_json::from_value)
         .map_err(|e| format!("twilld answered {url} with something unexpected: {e}"))
+}
+
+fn fetch_status(cli: &Cli) -> Result<Status, String> {
+    fetch(cli, "/status")
+}
+
+/// Percent-encodes a query value (pod names and addresses need little, but `/` and `:` must
+/// survive).
+fn q(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn policy(cli: &Cli, cmd: &PolicyCmd) -> Result<String, String> {
+    use twilld::policy::explain::{Explanation, PolicyReport, PolicySummary};
+    let json = |v: &dyn erased::Ser| v.to_json();
+    match cmd {
+        PolicyCmd::List => {
+            let list: Vec<PolicySummary> = fetch(cli, "/policy/list")?;
+            if let Output::Json = cli.output {
+                return Ok(json(&list));
+            }
+            if list.is_empty() {
+                return Ok("no NetworkPolicies: every pod accepts all traffic".into());
+            }
+            let rows: Vec<Vec<String>> = list
+                .iter()
+                .map(|p| {
+                    vec![
+                        p.policy.clone(),
+                        p.pod_selector.clone(),
+                        p.types.join(","),
+                        format!("{}/{}", p.ingress_rules, p.egress_rules),
+                        format!("{} ({} here)", p.selected_pods, p.local_pods),
+                        p.packets.to_string(),
+                    ]
+                })
+                .collect();
+            Ok(table(
+                &["POLICY", "POD SELECTOR", "TYPES", "RULES IN/OUT", "PODS", "ACCEPTED PKTS"],
+                &rows,
+            ))
+        }
+        PolicyCmd::Show { policy } => {
+            let r: PolicyReport = fetch(cli, &format!("/policy/show?policy={}", q(policy)))?;
+            if let Output::Json = cli.output {
+                return Ok(json(&r));
+            }
+            let s = &r.summary;
+            let mut out = format!(
+                "policy:       {}\npod selector: {}\ntypes:        {}\naccepted:     {} packets, {} bytes on this node\nselected pods ({}):",
+                s.policy,
+                s.pod_selector,
+                s.types.join(", "),
+                s.packets,
+                s.bytes,
+                r.selected.len()
+            );
+            for p in &r.selected {
+                out.push_str(&format!("\n  {p}"));
+            }
+            if r.rules.is_empty() {
+                out.push_str("\nrules: none (every connection in the listed directions is denied)");
+            }
+            for rule in &r.rules {
+                out.push_str(&format!("\n{}[{}]:", rule.direction, rule.index));
+                let peer_word = if rule.direction == "ingress" { "from" } else { "to" };
+                if rule.peers.is_empty() {
+                    out.push_str(&format!("\n  {peer_word}: every peer"));
+                }
+                for peer in &rule.peers {
+                    out.push_str(&format!("\n  {peer_word}: {} -> {} pods", peer.peer, peer.pods.len()));
+                    for p in &peer.pods {
+                        out.push_str(&format!("\n    {p}"));
+                    }
+                }
+                if rule.ports.is_empty() {
+                    out.push_str("\n  ports: every port and protocol");
+                }
+                for port in &rule.ports {
+                    out.push_str(&format!("\n  port: {}", port.port));
+                    for res in &port.resolved {
+                        out.push_str(&format!("\n    {res}"));
+                    }
+                }
+            }
+            out.push_str(&format!(
+                "\nnftables (table inet twill_policy):\n  chains: {}\n  sets:   {}",
+                r.nft.chains.join(" "),
+                r.nft.sets.join(" ")
+            ));
+            Ok(out)
+        }
+        PolicyCmd::Explain { src, dst, port } => {
+            let (num, proto) = port.split_once('/').unwrap_or((port.as_str(), "tcp"));
+            let e: Explanation = fetch(
+                cli,
+                &format!(
+                    "/policy/explain?src={}&dst={}&port={}&protocol={}",
+                    q(src),
+                    q(dst),
+                    q(num),
+                    q(proto)
+                ),
+            )?;
+            if let Output::Json = cli.output {
+                return Ok(json(&e));
+            }
+            let end = |i: &twilld::policy::explain::EndInfo| match (&i.pod, &i.node) {
+                (Some(p), Some(n)) => format!("{p} ({}, node {n})", i.ip),
+                (Some(p), None) => format!("{p} ({})", i.ip),
+                _ => format!("{} (not a pod)", i.ip),
+            };
+            let side = |name: &str, s: &twilld::policy::explain::SideReport| {
+                let mut out = format!("{name}:");
+                if s.isolated_by.is_empty() {
+                    out.push_str(" not isolated (no policy selects this end for it): allowed");
+                    return out;
+                }
+                out.push_str(&format!(" isolated by {}", s.isolated_by.join(", ")));
+                match &s.allowed_by {
+                    Some(r) => out.push_str(&format!("\n  allowed by {r}")),
+                    None => out.push_str("\n  DENIED: no rule of these policies matches"),
+                }
+                out
+            };
+            let mut out = format!(
+                "{} -> {} {}/{}: {}\n{}\n{}",
+                end(&e.src),
+                end(&e.dst),
+                e.port,
+                e.protocol,
+                if e.allowed { "ALLOWED" } else { "DENIED" },
+                side("egress (source side)", &e.egress),
+                side("ingress (destination side)", &e.ingress),
+            );
+            for t in &e.traces {
+                out.push_str(&format!(
+                    "\nnftables on {} ({}):",
+                    t.node,
+                    if t.accepted { "accepted" } else { "dropped" }
+                ));
+                for r in &t.rules {
+                    out.push_str(&format!("\n  {r}"));
+                }
+            }
+            if !e.consistent {
+                out.push_str("\nwarning: the nftables verdict differs from the Kubernetes verdict: this is a Twill bug, please report it with `netctl policy explain -o json`");
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// JSON rendering for any serializable answer.
+mod erased {
+    pub trait Ser {
+        fn to_json(&self) -> String;
+    }
+    impl<T: serde::Serialize> Ser for T {
+        fn to_json(&self) -> String {
+            serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+        }
+    }
 }
 
 fn status(cli: &Cli) -> Result<String, String> {
@@ -294,6 +496,7 @@ async fn main() -> ExitCode {
         Cmd::Leases => leases(&cli).await,
         Cmd::Status => status(&cli),
         Cmd::Routes => routes(&cli),
+        Cmd::Policy(ref p) => policy(&cli, p),
     };
     match result {
         Ok(text) => {
