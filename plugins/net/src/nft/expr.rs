@@ -338,17 +338,27 @@ impl fmt::Display for LowerError {
 }
 
 /// The kernel expressions for `rule` in a table of `family`.
+///
+/// Like `nft`, a rule carries an address family dependency once: after the first IPv4
+/// (IPv6) match of an inet or bridge rule, later IPv4 (IPv6) fields rely on it.
 pub fn lower(family: Family, rule: &Rule) -> Result<Vec<Expr>, LowerError> {
     let mut out = Vec::new();
+    let mut known = None;
     for s in &rule.stmts {
-        lower_stmt(family, s, &mut out)?;
+        lower_stmt(family, &mut known, s, &mut out)?;
     }
     Ok(out)
 }
 
-fn lower_stmt(family: Family, s: &Stmt, out: &mut Vec<Expr>) -> Result<(), LowerError> {
+/// `known`: the address family the rule has already matched (`Some(true)` for IPv4).
+fn lower_stmt(
+    family: Family,
+    known: &mut Option<bool>,
+    s: &Stmt,
+    out: &mut Vec<Expr>,
+) -> Result<(), LowerError> {
     match s {
-        Stmt::Ip { field, op, net } => lower_ip(family, *field, *op, net, out)?,
+        Stmt::Ip { field, op, net } => lower_ip(family, known, (*field, *op, net), out)?,
         Stmt::L4Proto(p) => {
             out.push(Expr::Meta {
                 key: META_L4PROTO,
@@ -483,7 +493,7 @@ fn lower_stmt(family: Family, s: &Stmt, out: &mut Vec<Expr>) -> Result<(), Lower
             set,
             negate,
         } => {
-            let sreg = lower_fields(family, fields, out)?;
+            let sreg = lower_fields(family, known, fields, out)?;
             out.push(Expr::Lookup {
                 sreg,
                 dreg: None,
@@ -492,7 +502,7 @@ fn lower_stmt(family: Family, s: &Stmt, out: &mut Vec<Expr>) -> Result<(), Lower
             });
         }
         Stmt::Vmap { fields, map } => {
-            let sreg = lower_fields(family, fields, out)?;
+            let sreg = lower_fields(family, known, fields, out)?;
             out.push(Expr::Lookup {
                 sreg,
                 dreg: Some(REG_VERDICT),
@@ -630,14 +640,19 @@ fn set_ref(name: &str) -> Result<String, LowerError> {
 /// Loads `fields` into consecutive 32-bit registers from register 0 (after the address
 /// family dependency the table needs), as `nft` does for a lookup key; returns the first
 /// register's name.
-fn lower_fields(family: Family, fields: &[Field], out: &mut Vec<Expr>) -> Result<u32, LowerError> {
+fn lower_fields(
+    family: Family,
+    known: &mut Option<bool>,
+    fields: &[Field],
+    out: &mut Vec<Expr>,
+) -> Result<u32, LowerError> {
     if fields.is_empty() {
         return Err(LowerError("a lookup needs at least one field".to_owned()));
     }
     let v4 = fields_family(fields)
         .ok_or_else(|| LowerError("a lookup cannot mix IPv4 and IPv6 header fields".to_owned()))?;
     if let Some(v4) = v4 {
-        push_dependency(family, v4, out).map_err(|()| {
+        push_dependency(family, known, v4, out).map_err(|()| {
             LowerError(format!(
                 "{} does not belong in a {family} table",
                 fields_name(fields)
@@ -714,10 +729,18 @@ fn field_offset(f: Field) -> (u32, u32) {
 
 /// The match `nft` puts before a network header load so the load only sees packets of
 /// that address family: none in ip/ip6 tables (where the family must match), `meta
-/// nfproto` in inet tables, the EtherType in bridge tables.
-fn push_dependency(family: Family, v4: bool, out: &mut Vec<Expr>) -> Result<(), ()> {
+/// nfproto` in inet tables, the EtherType in bridge tables; none when the rule has already
+/// matched the family (`known`).
+fn push_dependency(
+    family: Family,
+    known: &mut Option<bool>,
+    v4: bool,
+    out: &mut Vec<Expr>,
+) -> Result<(), ()> {
+    let before = known.replace(v4);
     match (family, v4) {
         (Family::Ip, true) | (Family::Ip6, false) => {}
+        (Family::Inet | Family::Bridge, _) if before == Some(v4) => {}
         (Family::Inet, _) => {
             out.push(Expr::Meta {
                 key: META_NFPROTO,
@@ -749,13 +772,12 @@ fn push_dependency(family: Family, v4: bool, out: &mut Vec<Expr>) -> Result<(), 
 
 fn lower_ip(
     family: Family,
-    field: AddrField,
-    op: CmpOp,
-    net: &IpNetwork,
+    known: &mut Option<bool>,
+    (field, op, net): (AddrField, CmpOp, &IpNetwork),
     out: &mut Vec<Expr>,
 ) -> Result<(), LowerError> {
     let v4 = net.is_ipv4();
-    push_dependency(family, v4, out)
+    push_dependency(family, known, v4, out)
         .map_err(|()| LowerError(format!("address {net} does not belong in a {family} table")))?;
     let prefix = u32::from(net.prefix());
     if prefix == 0 {
@@ -841,16 +863,27 @@ fn mask_prefix(mask: &[u8]) -> Option<u32> {
 pub fn lift(family: Family, exprs: &[Expr]) -> Vec<Stmt> {
     let mut out = Vec::new();
     let mut i = 0;
+    // The address family the rule has matched so far (see `lower`).
+    let mut known: Option<bool> = None;
     while i < exprs.len() {
         let rest = &exprs[i..];
-        let (stmt, used) = lift_ip(family, rest)
+        let (stmt, used) = lift_ip(family, known, rest)
             .or_else(|| lift_port(rest))
             .or_else(|| lift_port_range(rest))
-            .or_else(|| lift_lookup(family, rest))
+            .or_else(|| lift_lookup(family, known, rest))
             .or_else(|| lift_ct_state(rest))
             .or_else(|| lift_simple(family, rest))
             .or_else(|| lift_dnat(family, rest))
             .unwrap_or_else(|| (Stmt::Unknown(rest[0].to_string()), 1));
+        match &stmt {
+            Stmt::Ip { net, .. } => known = Some(net.is_ipv4()),
+            Stmt::Lookup { fields, .. } | Stmt::Vmap { fields, .. } => {
+                if let Some(Some(v4)) = fields_family(fields) {
+                    known = Some(v4);
+                }
+            }
+            _ => {}
+        }
         out.push(stmt);
         i += used;
     }
@@ -871,9 +904,14 @@ fn cmp_after(e: Option<&Expr>, reg: u32) -> Option<(CmpOp, &[u8])> {
     }
 }
 
-/// An address family dependency at the start of `e`: `(Some(is_ipv4), 2)`, or `(None, 0)`
-/// when there is none; `None` when it is malformed.
-fn lift_dependency(family: Family, e: &[Expr]) -> Option<(Option<bool>, usize)> {
+/// An address family dependency at the start of `e`: `(Some(is_ipv4), 2)`, or `(known, 0)`
+/// when there is none (the family the rule matched earlier, if any); `None` when it is
+/// malformed.
+fn lift_dependency(
+    family: Family,
+    known: Option<bool>,
+    e: &[Expr],
+) -> Option<(Option<bool>, usize)> {
     Some(match e {
         [Expr::Meta { key, dreg }, next, ..] if *key == META_NFPROTO => {
             let (op, data) = cmp_after(Some(next), *dreg)?;
@@ -903,13 +941,13 @@ fn lift_dependency(family: Family, e: &[Expr]) -> Option<(Option<bool>, usize)> 
                 _ => return None,
             }
         }
-        _ => (None, 0),
+        _ => (known, 0),
     })
 }
 
-fn lift_ip(family: Family, e: &[Expr]) -> Option<(Stmt, usize)> {
+fn lift_ip(family: Family, known: Option<bool>, e: &[Expr]) -> Option<(Stmt, usize)> {
     // Optional dependency that tells the address family.
-    let (dep_v4, skip) = lift_dependency(family, e)?;
+    let (dep_v4, skip) = lift_dependency(family, known, e)?;
     let v4 = match (family, dep_v4) {
         (_, Some(v)) => v,
         (Family::Ip, None) => true,
@@ -1193,8 +1231,8 @@ fn lift_port_range(e: &[Expr]) -> Option<(Stmt, usize)> {
 
 /// A set lookup or verdict map: an optional family dependency, loads into consecutive
 /// registers, `lookup`.
-fn lift_lookup(family: Family, e: &[Expr]) -> Option<(Stmt, usize)> {
-    let (dep_v4, skip) = lift_dependency(family, e)?;
+fn lift_lookup(family: Family, known: Option<bool>, e: &[Expr]) -> Option<(Stmt, usize)> {
+    let (dep_v4, skip) = lift_dependency(family, known, e)?;
     let mut loads: Vec<(Field, u32)> = Vec::new();
     let mut i = skip;
     loop {
@@ -1250,7 +1288,8 @@ fn lift_lookup(family: Family, e: &[Expr]) -> Option<(Stmt, usize)> {
         (Some(v4), Some(dep)) => v4 == dep,
         (Some(v4), None) => matches!((family, v4), (Family::Ip, true) | (Family::Ip6, false)),
         (None, None) => true,
-        (None, Some(_)) => false,
+        // A dependency of its own means address fields; one from earlier does not.
+        (None, Some(_)) => skip == 0,
     };
     if !ok {
         return None;

@@ -31,7 +31,8 @@
 //!   with its verdict, of a map element that jumps to it;
 //! - a chain's own rules need not be deleted first: deleting the chain removes them;
 //! - changing a map element's verdict is deleting the element and adding it again, in that
-//!   order, in one transaction: adding an existing key with another verdict is refused.
+//!   order, in one transaction: adding an existing key with another verdict is refused
+//!   (`EEXIST`).
 //!   Adding an element that exists unchanged, or a set or chain that exists with the same
 //!   type, is not an error; deleting an element that does not exist is (`ENOENT`).
 
