@@ -1599,4 +1599,284 @@ mod tests {
         );
         assert!(matches!(s[0], Stmt::Unknown(_)));
     }
+
+    #[test]
+    fn lookups_use_nft_registers() {
+        // `nft --debug=netlink` for `ip daddr . meta l4proto . th dport @c3` in an inet
+        // table: payload => reg 1, meta => reg 9, payload => reg 10, lookup reg 1.
+        let e = round_trip(
+            Family::Inet,
+            vec![Stmt::lookup(
+                &[Field::IpDaddr, Field::L4Proto, Field::ThDport],
+                "c3",
+            )],
+        );
+        let regs: Vec<u32> = e
+            .iter()
+            .filter_map(|x| match x {
+                Expr::Payload { dreg, .. } | Expr::Meta { dreg, .. } => Some(*dreg),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(regs, vec![1, 1, 9, 10]);
+        assert_eq!(
+            e.last(),
+            Some(&Expr::Lookup {
+                sreg: 1,
+                dreg: None,
+                set: "c3".into(),
+                flags: 0
+            })
+        );
+        // IPv6: the address fills reg 1 (four 32-bit registers), then 2 and 13.
+        let e = round_trip(
+            Family::Ip6,
+            vec![Stmt::lookup(
+                &[Field::Ip6Daddr, Field::L4Proto, Field::ThDport],
+                "c6",
+            )],
+        );
+        let regs: Vec<u32> = e
+            .iter()
+            .filter_map(|x| match x {
+                Expr::Payload { dreg, .. } | Expr::Meta { dreg, .. } => Some(*dreg),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(regs, vec![1, 2, 13]);
+        assert_eq!(
+            (reg_name(0), reg_name(1), reg_name(4), reg_name(9)),
+            (1, 9, 2, 17)
+        );
+        assert_eq!(
+            (reg_index(1), reg_index(9), reg_index(2), reg_index(5)),
+            (Some(0), Some(1), Some(4), None)
+        );
+    }
+
+    #[test]
+    fn policy_statements_lift_back() {
+        round_trip(
+            Family::Inet,
+            vec![
+                Stmt::ct_state(&[CtState::Established, CtState::Related]),
+                Stmt::Verdict(Verdict::Accept),
+            ],
+        );
+        round_trip(
+            Family::Ip,
+            vec![
+                Stmt::Lookup {
+                    fields: vec![Field::IpSaddr],
+                    set: "s".into(),
+                    negate: true,
+                },
+                Stmt::Vmap {
+                    fields: vec![Field::IpDaddr, Field::ThDport],
+                    map: "m".into(),
+                },
+            ],
+        );
+        round_trip(
+            Family::Bridge,
+            vec![
+                Stmt::lookup(&[Field::Ip6Saddr], "s6"),
+                Stmt::Counter {
+                    packets: 0,
+                    bytes: 0,
+                },
+            ],
+        );
+        round_trip(
+            Family::Inet,
+            vec![
+                Stmt::lookup(&[Field::L4Proto], "p"),
+                Stmt::lookup(&[Field::ThDport], "sv"),
+            ],
+        );
+        round_trip(
+            Family::Ip6,
+            vec![
+                Stmt::PortRange {
+                    proto: L4Proto::Other(33),
+                    field: PortField::Sport,
+                    lo: 5,
+                    hi: 6,
+                },
+                Stmt::Limit {
+                    rate: 7,
+                    per: LimitUnit::Minute,
+                    burst: 3,
+                },
+                Stmt::Log {
+                    prefix: Some("p ".into()),
+                    group: None,
+                },
+                Stmt::Log {
+                    prefix: None,
+                    group: Some(2),
+                },
+            ],
+        );
+        // The kernel reports the default level of a kernel-log `log`.
+        assert_eq!(
+            lift(
+                Family::Ip,
+                &[Expr::Log {
+                    prefix: None,
+                    group: None,
+                    level: Some(LOG_LEVEL_DEFAULT),
+                    flags: 0
+                }]
+            ),
+            vec![Stmt::Log {
+                prefix: None,
+                group: None
+            }]
+        );
+    }
+
+    #[test]
+    fn a_rule_matches_its_address_family_once() {
+        // nft: `ip saddr @s ip daddr vmap @m` in an inet table has one `meta nfproto`.
+        let e = round_trip(
+            Family::Inet,
+            vec![
+                Stmt::lookup(&[Field::IpSaddr], "s"),
+                Stmt::ip(AddrField::Daddr, CmpOp::Neq, "10.0.0.0/8".parse().unwrap()),
+                Stmt::Vmap {
+                    fields: vec![Field::IpDaddr],
+                    map: "m".into(),
+                },
+            ],
+        );
+        let deps = e
+            .iter()
+            .filter(|x| matches!(x, Expr::Meta { key, .. } if *key == META_NFPROTO))
+            .count();
+        assert_eq!(deps, 1);
+        // Rules that repeat the dependency (as we wrote them before) lift the same.
+        let mut twice = lower(
+            Family::Inet,
+            &Rule::new(vec![Stmt::lookup(&[Field::IpSaddr], "s")]),
+        )
+        .unwrap();
+        twice.extend(twice.clone());
+        assert_eq!(
+            lift(Family::Inet, &twice),
+            vec![
+                Stmt::lookup(&[Field::IpSaddr], "s"),
+                Stmt::lookup(&[Field::IpSaddr], "s")
+            ]
+        );
+    }
+
+    #[test]
+    fn port_ranges_written_by_nft_lift() {
+        // nft 1.0 writes `tcp dport 1000-2000` as two comparisons; we write `range`.
+        let nft = [
+            Expr::Meta {
+                key: META_L4PROTO,
+                dreg: 1,
+            },
+            Expr::Cmp {
+                sreg: 1,
+                op: CMP_EQ,
+                data: vec![6],
+            },
+            Expr::Payload {
+                base: PAYLOAD_TRANSPORT,
+                offset: 2,
+                len: 2,
+                dreg: 1,
+            },
+            Expr::Cmp {
+                sreg: 1,
+                op: CMP_GTE,
+                data: 1000u16.to_be_bytes().to_vec(),
+            },
+            Expr::Cmp {
+                sreg: 1,
+                op: CMP_LTE,
+                data: 2000u16.to_be_bytes().to_vec(),
+            },
+        ];
+        let want = Stmt::PortRange {
+            proto: L4Proto::Tcp,
+            field: PortField::Dport,
+            lo: 1000,
+            hi: 2000,
+        };
+        assert_eq!(lift(Family::Inet, &nft), vec![want.clone()]);
+        let ours = lower(Family::Inet, &Rule::new(vec![want])).unwrap();
+        assert!(
+            matches!(ours[3], Expr::Range { op: RANGE_EQ, .. }),
+            "{ours:?}"
+        );
+    }
+
+    #[test]
+    fn bad_policy_statements_are_refused() {
+        let refused = |family, s: Stmt| lower(family, &Rule::new(vec![s])).is_err();
+        assert!(refused(Family::Ip, Stmt::lookup(&[Field::Ip6Saddr], "s")));
+        assert!(refused(
+            Family::Inet,
+            Stmt::lookup(&[Field::IpSaddr, Field::Ip6Daddr], "s")
+        ));
+        assert!(refused(Family::Inet, Stmt::lookup(&[], "s")));
+        assert!(refused(Family::Inet, Stmt::lookup(&[Field::IpSaddr], "")));
+        assert!(refused(
+            Family::Inet,
+            Stmt::lookup(
+                &[
+                    Field::Ip6Saddr,
+                    Field::Ip6Daddr,
+                    Field::Ip6Saddr,
+                    Field::Ip6Daddr,
+                    Field::L4Proto
+                ],
+                "s"
+            )
+        ));
+        assert!(refused(Family::Inet, Stmt::CtState(vec![])));
+        assert!(refused(
+            Family::Inet,
+            Stmt::Limit {
+                rate: 1,
+                per: LimitUnit::Second,
+                burst: 0
+            }
+        ));
+        assert!(refused(
+            Family::Inet,
+            Stmt::Log {
+                prefix: Some("a\"b".into()),
+                group: None
+            }
+        ));
+        assert!(refused(
+            Family::Inet,
+            Stmt::PortRange {
+                proto: L4Proto::Tcp,
+                field: PortField::Dport,
+                lo: 2,
+                hi: 1
+            }
+        ));
+        // Counters are always written fresh.
+        assert_eq!(
+            lower(
+                Family::Ip,
+                &Rule::new(vec![Stmt::Counter {
+                    packets: 5,
+                    bytes: 9
+                }])
+            )
+            .unwrap(),
+            vec![Expr::Counter {
+                packets: 0,
+                bytes: 0
+            }]
+        );
+    }
 }

@@ -492,3 +492,86 @@ pub fn read_table(table: &TableRef) -> Result<Option<Table>, NftError> {
         attempts: ATTEMPTS,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nft::model::Verdict;
+
+    fn raw(flags: u32, key_type: u32, key_len: u32) -> RawSet {
+        RawSet {
+            table: "t".into(),
+            name: "s".into(),
+            handle: 1,
+            flags,
+            key_type,
+            key_len,
+            data_type: (flags & wire::SET_MAP != 0).then_some(wire::DATA_VERDICT),
+            comment: None,
+        }
+    }
+
+    #[test]
+    fn key_types_unpack_like_nft() {
+        assert_eq!(key_types(7), Some(vec![KeyType::Ipv4Addr]));
+        assert_eq!(
+            key_types(0x730d),
+            Some(vec![
+                KeyType::Ipv4Addr,
+                KeyType::InetProto,
+                KeyType::InetService
+            ])
+        );
+        assert_eq!(key_types(0), None);
+        // ether_addr (9) is not modelled.
+        assert_eq!(key_types(9), None);
+        let parts = key_parts(
+            &[KeyType::Ipv6Addr, KeyType::InetService],
+            &[[0u8; 15].as_slice(), &[1, 0, 80, 0, 0]].concat(),
+        );
+        assert_eq!(
+            parts,
+            Some(vec![
+                KeyPart::Addr("::1".parse().unwrap()),
+                KeyPart::Port(80)
+            ])
+        );
+        assert_eq!(key_parts(&[KeyType::InetService], &[0, 80, 0]), None);
+    }
+
+    #[test]
+    fn kernel_sets_become_model_sets_or_named_errors() {
+        let e = |key: &[u8], verdict| RawElem {
+            key: key.to_vec(),
+            verdict,
+            ..RawElem::default()
+        };
+        let s = to_set(
+            &raw(wire::SET_MAP, 7, 4),
+            &[
+                e(&[10, 0, 0, 2], Some((1, None))),
+                e(&[10, 0, 0, 1], Some((-3, Some("c".into())))),
+            ],
+        )
+        .unwrap();
+        assert!(s.vmap);
+        assert_eq!(
+            s.elements,
+            vec![
+                SetElem::map(
+                    vec![KeyPart::Addr("10.0.0.1".parse().unwrap())],
+                    Verdict::Jump("c".into())
+                ),
+                SetElem::map(
+                    vec![KeyPart::Addr("10.0.0.2".parse().unwrap())],
+                    Verdict::Accept
+                ),
+            ]
+        );
+        // Interval sets, wrong lengths and data where none belongs are refused.
+        assert!(to_set(&raw(0x4, 7, 4), &[]).is_err());
+        assert!(to_set(&raw(0, 7, 16), &[]).is_err());
+        assert!(to_set(&raw(0, 7, 4), &[e(&[1, 2, 3, 4], Some((1, None)))]).is_err());
+        assert!(to_set(&raw(0, 7, 4), &[e(&[1, 2, 3], None)]).is_err());
+    }
+}

@@ -1315,4 +1315,212 @@ mod tests {
             "table ip t {\n\tchain hostports {\n\t}\n\n\tchain prerouting {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n\t\tfib daddr type local jump hostports\n\t}\n}\n"
         );
     }
+
+    fn v4(s: &str) -> KeyPart {
+        KeyPart::Addr(s.parse().unwrap())
+    }
+
+    #[test]
+    fn sets_render_like_nft_list() {
+        // Captured from `nft list table ip w` (nftables 1.0.6) after loading the same
+        // sets with `nft -f`: elements sorted, wrapped 2 (IPv4), 5 (ports) or 1 (IPv6,
+        // concatenations) per line.
+        let mut a = Set::new("a", vec![KeyType::Ipv4Addr]);
+        a.elements = (1..=12)
+            .rev()
+            .map(|i| SetElem::key(vec![v4(&format!("10.0.0.{i}"))]))
+            .collect();
+        let mut b = Set::new("b", vec![KeyType::InetService]);
+        b.elements = (1..=25)
+            .map(|p| SetElem::key(vec![KeyPart::Port(p)]))
+            .collect();
+        let mut d = Set::new(
+            "d",
+            vec![KeyType::Ipv4Addr, KeyType::InetProto, KeyType::InetService],
+        );
+        d.elements = vec![
+            SetElem::key(vec![v4("10.0.0.2"), KeyPart::Proto(17), KeyPart::Port(4)]),
+            SetElem::key(vec![v4("10.0.0.1"), KeyPart::Proto(6), KeyPart::Port(1)]),
+            SetElem::key(vec![v4("10.0.0.1"), KeyPart::Proto(6), KeyPart::Port(3)]),
+            SetElem::key(vec![v4("10.0.0.1"), KeyPart::Proto(6), KeyPart::Port(2)]),
+        ];
+        let mut e = Set::new("e", vec![KeyType::Ipv6Addr]);
+        e.elements = (1..=3)
+            .map(|i| SetElem::key(vec![KeyPart::Addr(format!("::{i}").parse().unwrap())]))
+            .collect();
+        let mut m = Set::vmap("m", vec![KeyType::Ipv4Addr]);
+        m.elements = (1..=5)
+            .map(|i| {
+                let v = if i == 5 {
+                    Verdict::Drop
+                } else {
+                    Verdict::Accept
+                };
+                SetElem::map(vec![v4(&format!("10.0.0.{i}"))], v)
+            })
+            .collect();
+        let mut n = Set::vmap("n", vec![KeyType::Ipv4Addr, KeyType::InetService]);
+        n.elements = vec![
+            SetElem::map(
+                vec![v4("10.0.0.2"), KeyPart::Port(81)],
+                Verdict::Jump("x".into()),
+            ),
+            SetElem::map(vec![v4("10.0.0.1"), KeyPart::Port(80)], Verdict::Accept),
+        ];
+        let mut em = Set::new("em", vec![KeyType::Ipv4Addr]);
+        em.comment = Some("c".into());
+        let t = Table {
+            family: Family::Ip,
+            name: "w".into(),
+            chains: vec![Chain::regular("x")],
+            sets: vec![a, b, d, e, m, n, em],
+        };
+        assert_eq!(
+            t.to_string(),
+            "table ip w {
+	set a {
+		type ipv4_addr
+		elements = { 10.0.0.1, 10.0.0.2,
+			     10.0.0.3, 10.0.0.4,
+			     10.0.0.5, 10.0.0.6,
+			     10.0.0.7, 10.0.0.8,
+			     10.0.0.9, 10.0.0.10,
+			     10.0.0.11, 10.0.0.12 }
+	}
+
+	set b {
+		type inet_service
+		elements = { 1, 2, 3, 4, 5,
+			     6, 7, 8, 9, 10,
+			     11, 12, 13, 14, 15,
+			     16, 17, 18, 19, 20,
+			     21, 22, 23, 24, 25 }
+	}
+
+	set d {
+		type ipv4_addr . inet_proto . inet_service
+		elements = { 10.0.0.1 . tcp . 1,
+			     10.0.0.1 . tcp . 2,
+			     10.0.0.1 . tcp . 3,
+			     10.0.0.2 . udp . 4 }
+	}
+
+	set e {
+		type ipv6_addr
+		elements = { ::1,
+			     ::2,
+			     ::3 }
+	}
+
+	map m {
+		type ipv4_addr : verdict
+		elements = { 10.0.0.1 : accept, 10.0.0.2 : accept,
+			     10.0.0.3 : accept, 10.0.0.4 : accept,
+			     10.0.0.5 : drop }
+	}
+
+	map n {
+		type ipv4_addr . inet_service : verdict
+		elements = { 10.0.0.1 . 80 : accept,
+			     10.0.0.2 . 81 : jump x }
+	}
+
+	set em {
+		type ipv4_addr
+		comment \"c\"
+	}
+
+	chain x {
+	}
+}
+"
+        );
+    }
+
+    #[test]
+    fn set_keys_are_typed_like_nft() {
+        let s = Set::new(
+            "s",
+            vec![KeyType::Ipv4Addr, KeyType::InetProto, KeyType::InetService],
+        );
+        // `nft --debug=mnl add set ... { type ipv4_addr . inet_proto . inet_service; }`
+        // sends key type 0x730d and key length 12.
+        assert_eq!((s.key_type_id(), s.key_len()), (0x730d, 12));
+        assert_eq!(Set::new("p", vec![KeyType::InetProto]).key_len(), 1);
+        assert_eq!(Set::new("v", vec![KeyType::Ipv6Addr]).key_type_id(), 8);
+        let e = SetElem::key(vec![v4("10.0.0.1"), KeyPart::Proto(6), KeyPart::Port(80)]);
+        assert_eq!(
+            key_bytes(&e.key),
+            vec![10, 0, 0, 1, 6, 0, 0, 0, 0, 80, 0, 0]
+        );
+        assert_eq!(key_bytes(&[KeyPart::Port(443)]), vec![1, 187]);
+        assert!(s.check_elem(&e).is_ok());
+        assert!(s.check_elem(&SetElem::key(vec![v4("10.0.0.1")])).is_err());
+        let m = Set::vmap("m", vec![KeyType::Ipv4Addr]);
+        assert!(m.check_elem(&SetElem::key(vec![v4("10.0.0.1")])).is_err());
+        assert!(
+            m.check_elem(&SetElem::map(vec![v4("10.0.0.1")], Verdict::Accept))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn sets_compare_as_sets() {
+        let mut a = Set::new("a", vec![KeyType::InetService]);
+        a.elements = vec![
+            SetElem::key(vec![KeyPart::Port(2)]),
+            SetElem::key(vec![KeyPart::Port(1)]),
+        ];
+        let mut b = a.clone();
+        b.elements.reverse();
+        assert_eq!(a, b);
+        b.elements.pop();
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn policy_statements_render_like_nft() {
+        let r = Rule::new(vec![
+            Stmt::ct_state(&[CtState::Related, CtState::Established, CtState::Related]),
+            Stmt::Lookup {
+                fields: vec![Field::IpDaddr, Field::L4Proto, Field::ThDport],
+                set: "s".into(),
+                negate: true,
+            },
+            Stmt::Vmap {
+                fields: vec![Field::Ip6Saddr],
+                map: "m".into(),
+            },
+            Stmt::Counter {
+                packets: 1,
+                bytes: 60,
+            },
+            Stmt::Limit {
+                rate: 10,
+                per: LimitUnit::Second,
+                burst: 5,
+            },
+            Stmt::Limit {
+                rate: 1,
+                per: LimitUnit::Minute,
+                burst: 20,
+            },
+            Stmt::Log {
+                prefix: Some("x".into()),
+                group: Some(100),
+            },
+            Stmt::PortRange {
+                proto: L4Proto::Tcp,
+                field: PortField::Dport,
+                lo: 1000,
+                hi: 2000,
+            },
+        ]);
+        assert_eq!(
+            r.render(Family::Inet),
+            "ct state established,related ip daddr . meta l4proto . th dport != @s \
+             ip6 saddr vmap @m counter packets 1 bytes 60 limit rate 10/second \
+             limit rate 1/minute burst 20 packets log prefix \"x\" group 100 tcp dport 1000-2000"
+        );
+    }
 }

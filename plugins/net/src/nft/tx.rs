@@ -738,7 +738,7 @@ fn collect_replies(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nft::model::{ChainType, Hook, Stmt, Verdict};
+    use crate::nft::model::{ChainType, Field, Hook, KeyPart, KeyType, Stmt, Verdict};
 
     fn err(seq: u32, errno: i32) -> Vec<u8> {
         let mut v = Vec::new();
@@ -819,5 +819,115 @@ mod tests {
         let mut tx = Transaction::new();
         tx.add_chain(&t, "a\0b", None);
         assert!(tx.validate().is_err());
+    }
+
+    fn v4(s: &str) -> KeyPart {
+        KeyPart::Addr(s.parse().unwrap())
+    }
+
+    #[test]
+    fn set_operations_script_text() {
+        let t = TableRef::new(Family::Inet, "t");
+        let mut s = Set::new("s", vec![KeyType::Ipv4Addr]);
+        s.comment = Some("x".into());
+        let mut m = Set::vmap("m", vec![KeyType::Ipv4Addr]);
+        m.elements = vec![SetElem::map(
+            vec![v4("10.0.0.1")],
+            Verdict::Jump("c".into()),
+        )];
+        let c = Set::new(
+            "c",
+            vec![KeyType::Ipv6Addr, KeyType::InetProto, KeyType::InetService],
+        );
+        let mut tx = Transaction::new();
+        tx.add_set(&t, &s)
+            .add_set(&t, &m)
+            .add_set(&t, &c)
+            .add_elements(&t, "s", &[SetElem::key(vec![v4("10.0.0.1")])])
+            .add_elements(
+                &t,
+                "c",
+                &[SetElem::key(vec![
+                    KeyPart::Addr("2001:db8::1".parse().unwrap()),
+                    KeyPart::Proto(6),
+                    KeyPart::Port(443),
+                ])],
+            )
+            .add_elements(&t, "s", &[])
+            .delete_elements(&t, "m", &m.elements)
+            .flush_set(&t, "s")
+            .flush_set(&t, "m")
+            .delete_set(&t, "s");
+        assert_eq!(
+            tx.to_string(),
+            "add set inet t s { type ipv4_addr; comment \"x\"; }\n\
+             add map inet t m { type ipv4_addr : verdict; }\n\
+             add element inet t m { 10.0.0.1 : jump c }\n\
+             add set inet t c { type ipv6_addr . inet_proto . inet_service; }\n\
+             add element inet t s { 10.0.0.1 }\n\
+             add element inet t c { 2001:db8::1 . tcp . 443 }\n\
+             delete element inet t m { 10.0.0.1 }\n\
+             flush set inet t s\n\
+             flush map inet t m\n\
+             delete set inet t s\n"
+        );
+        tx.validate().unwrap();
+        let described: Vec<String> = tx.ops.iter().map(Op::describe).collect();
+        assert_eq!(
+            &described[..3],
+            ["add set t/s", "add map t/m", "add element to set t/m"]
+        );
+        assert_eq!(described[6], "delete element from set t/m");
+    }
+
+    #[test]
+    fn long_element_lists_are_split_across_messages() {
+        let t = TableRef::new(Family::Inet, "t");
+        let elems: Vec<SetElem> = (0..20_000u32)
+            .map(|i| SetElem::key(vec![KeyPart::Addr(std::net::Ipv4Addr::from(i).into())]))
+            .collect();
+        let mut tx = Transaction::new();
+        tx.add_set(&t, &Set::new("s", vec![KeyType::Ipv4Addr]))
+            .add_elements(&t, "s", &elems)
+            .add_rule(
+                &t,
+                "c",
+                Rule::new(vec![Stmt::lookup(&[Field::IpSaddr], "s")]),
+            );
+        let msgs = tx.encode().unwrap();
+        // 16 bytes per IPv4 element, at most 60 KiB of them per message.
+        let owners: Vec<usize> = msgs.iter().map(|(op, _)| *op).collect();
+        assert_eq!(owners.iter().filter(|o| **o == 1).count(), 6);
+        assert_eq!((owners[0], owners[owners.len() - 1]), (0, 2));
+        for (_, m) in &msgs {
+            let mut buf = vec![0u64; (nftnl::nft_nlmsg_maxsize() as usize).div_ceil(8)];
+            // SAFETY: the buffer has room for the largest message.
+            unsafe { nftnl::NlMsg::write(m, buf.as_mut_ptr().cast(), 1, nftnl::MsgType::Add) };
+            let len = (buf[0] & 0xffff_ffff) as usize;
+            assert!(len <= u16::MAX as usize, "message of {len} bytes");
+        }
+    }
+
+    #[test]
+    fn chains_are_deleted_after_the_elements_jumping_to_them() {
+        let t = TableRef::new(Family::Ip, "t");
+        let e = SetElem::map(vec![v4("10.0.0.1")], Verdict::Goto("c".into()));
+        let mut tx = Transaction::new();
+        tx.delete_elements(&t, "m", std::slice::from_ref(&e))
+            .delete_chain(&t, "c");
+        tx.validate().unwrap();
+        let mut tx = Transaction::new();
+        tx.delete_chain(&t, "c")
+            .delete_elements(&t, "m", std::slice::from_ref(&e));
+        let err = tx.validate().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "delete chain t/c: must come after delete element from set t/m, whose element 10.0.0.1 : goto c refers to the chain"
+        );
+        // Another table's chain of the same name is not concerned.
+        let mut tx = Transaction::new();
+        tx.delete_chain(&TableRef::new(Family::Ip, "u"), "c")
+            .delete_elements(&t, "m", &[e]);
+        tx.validate().unwrap();
     }
 }

@@ -65,7 +65,10 @@ pub(crate) const SET_ELEM_INTERVAL_END: u32 = 0x1;
 pub(crate) const KEY_MAX: usize = 64;
 /// Bytes of elements per `NEWSETELEM`/`DELSETELEM` message: the element list is one
 /// netlink attribute, whose length field has 16 bits, and the whole message must fit in
-/// the `nft_nlmsg_maxsize()` buffer `Batch` hands out. nft splits the same way.
+/// the `nft_nlmsg_maxsize()` buffer `Batch` hands out. nft splits the same way. libnftnl
+/// numbers the element attributes 1, 2, 3, ... (the kernel ignores their type, libnftnl's
+/// own parser does not); at 16 bytes or more per element a message holds at most 3,840,
+/// far from the 0x4000 where the number would reach the attribute flag bits.
 pub(crate) const ELEMS_PER_MSG_BYTES: usize = 60 * 1024;
 
 /// A NUL-free C string, or a message naming what was wrong.
@@ -1371,5 +1374,88 @@ mod tests {
         );
         assert_eq!(raw.comment.as_deref(), Some("hello"));
         assert_eq!(raw.exprs, exprs);
+    }
+
+    fn bytes_of(m: &WireMsg) -> Vec<u8> {
+        let mut buf = vec![0u64; (nftnl::nft_nlmsg_maxsize() as usize).div_ceil(8)];
+        // SAFETY: the buffer has room for the largest message.
+        unsafe { nftnl::NlMsg::write(m, buf.as_mut_ptr().cast(), 1, nftnl::MsgType::Add) };
+        // SAFETY: reinterpreting the u64 buffer as bytes.
+        let b = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), buf.len() * 8) };
+        let len = u32::from_ne_bytes(b[..4].try_into().unwrap()) as usize;
+        b[..len].to_vec()
+    }
+
+    #[test]
+    fn sets_round_trip_through_libnftnl() {
+        use crate::nft::model::{KeyType, Set};
+        let mut s = Set::vmap("m", vec![KeyType::Ipv4Addr, KeyType::InetService]);
+        s.comment = Some("policy".into());
+        let msg = set_msg(NFT_MSG_NEWSET, NLM_F_CREATE, 1, ("t", "m"), Some((&s, 7))).unwrap();
+        let raw = parse_set(&bytes_of(&msg)).unwrap();
+        assert_eq!((raw.table.as_str(), raw.name.as_str()), ("t", "m"));
+        assert_eq!(raw.flags, SET_MAP | SET_CONCAT);
+        assert_eq!((raw.key_type, raw.key_len), ((7 << 6) | 13, 8));
+        assert_eq!(raw.data_type, Some(DATA_VERDICT));
+        assert_eq!(raw.comment.as_deref(), Some("policy"));
+        // As nft writes it: key byte order (big endian for an address), comment.
+        let plain = Set::new("s", vec![KeyType::Ipv4Addr]);
+        assert_eq!(encode_set_udata(&plain).unwrap(), [0, 4, 2, 0, 0, 0]);
+        assert_eq!(
+            decode_set_comment(&encode_set_udata(&s).unwrap()).as_deref(),
+            Some("policy")
+        );
+    }
+
+    #[test]
+    fn elements_round_trip_through_libnftnl() {
+        use crate::nft::model::{KeyPart, SetElem, Verdict};
+        let elems = vec![
+            SetElem::map(
+                vec![
+                    KeyPart::Addr("10.0.0.1".parse().unwrap()),
+                    KeyPart::Port(80),
+                ],
+                Verdict::Jump("pods".into()),
+            ),
+            SetElem::map(
+                vec![
+                    KeyPart::Addr("10.0.0.2".parse().unwrap()),
+                    KeyPart::Port(81),
+                ],
+                Verdict::Drop,
+            ),
+        ];
+        // libnftnl parses back only lists of one element (see `ELEMS_PER_MSG_BYTES`).
+        let one = |e: &SetElem, with_data| {
+            let msgs = elems_msgs(
+                NFT_MSG_NEWSETELEM,
+                NLM_F_CREATE,
+                1,
+                ("t", "m"),
+                std::slice::from_ref(e),
+                with_data,
+            )
+            .unwrap();
+            assert_eq!(msgs.len(), 1);
+            parse_elems(&bytes_of(&msgs[0])).unwrap()
+        };
+        let raw = one(&elems[0], true);
+        assert_eq!((raw.table.as_str(), raw.set.as_str()), ("t", "m"));
+        assert_eq!(raw.elems.len(), 1);
+        assert_eq!(raw.elems[0].key, vec![10, 0, 0, 1, 0, 80, 0, 0]);
+        assert_eq!(raw.elems[0].verdict, Some((-3, Some("pods".into()))));
+        assert_eq!(one(&elems[1], true).elems[0].verdict, Some((0, None)));
+        // Deletion sends keys only.
+        assert_eq!(one(&elems[0], false).elems[0].verdict, None);
+        let both = elems_msgs(NFT_MSG_NEWSETELEM, 0, 1, ("t", "m"), &elems, true).unwrap();
+        assert_eq!(both.len(), 1);
+        // No elements: one message without a list (a flush).
+        let msgs = elems_msgs(NFT_MSG_DELSETELEM, 0, 1, ("t", "m"), &[], false).unwrap();
+        assert_eq!(msgs.len(), 1);
+        assert!(parse_elems(&bytes_of(&msgs[0])).unwrap().elems.is_empty());
+        // Keys longer than the registers are refused.
+        let long = SetElem::key(vec![KeyPart::Addr("::1".parse().unwrap()); 5]);
+        assert!(elems_msgs(NFT_MSG_NEWSETELEM, 0, 1, ("t", "s"), &[long], true).is_err());
     }
 }
