@@ -9,6 +9,21 @@
 //! ours the same way. [`lift`] reverses that for rules read back from the kernel; a sequence
 //! it does not recognise becomes [`Stmt::Unknown`] with a register-level description.
 //!
+//! Quirks followed for identity with nft:
+//! - a rule matches its address family once: after the first IPv4 match of an inet or
+//!   bridge rule, later IPv4 fields carry no `meta nfproto` (EtherType) dependency of their
+//!   own; lifting tracks the family the rule has matched so far;
+//! - a lookup key is loaded field after field into consecutive 32-bit registers (registers
+//!   are 4 bytes since Linux 4.1), each field padded to 4 bytes, and registers are named the
+//!   old 128-bit way when one starts there (`ip daddr . meta l4proto . th dport` loads reg
+//!   1, 9, 10; see [`reg_name`]); the set key is padded the same way;
+//! - `ct state a,b` is a load, a mask with the state bits and a compare with zero;
+//! - counters are written fresh (0 packets, 0 bytes) whatever the model says, and read back
+//!   with the kernel's values;
+//! - port ranges are written as one `range` expression; nft 1.0 writes `cmp gte` + `cmp
+//!   lte`, and both lift to [`Stmt::PortRange`];
+//! - the kernel reports level 4 for a `log` without one; that is the default and lifts away.
+//!
 //! Everything here is pure: the FFI to libnftnl lives in `wire.rs`.
 
 use super::model::{

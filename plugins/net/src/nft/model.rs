@@ -11,6 +11,17 @@
 //! `ip saddr 10.0.0.0/24`), not at the register level: [`super::expr`] lowers them to kernel
 //! expressions and lifts kernel expressions back, and anything it cannot lift stays visible as
 //! [`Stmt::Unknown`] instead of being dropped.
+//!
+//! Named sets and verdict maps ([`Set`]) are what a policy engine scales with: one rule
+//! `ip saddr @pods_of_x` instead of one rule per pod. Their keys are typed with nft's own
+//! datatypes ([`KeyType`]; a concatenation such as `ipv4_addr . inet_proto . inet_service`
+//! is a list of them), which is what the kernel stores and what `nft list` prints. A set is
+//! unordered in the kernel, so [`Set`] equality ignores element order, and the rendering
+//! sorts and wraps elements exactly as nft 1.0 does (by value; concatenations by their bytes
+//! read as one little-endian number, nft's quirk; 2, 5 or 1 element per line by type), so a
+//! kernel test can compare whole tables with `nft list table` text. Protocol numbers are
+//! named only for the few protocols every `/etc/protocols` has; others stay numbers, where
+//! nft would print a name from the host's file.
 
 use ipnetwork::IpNetwork;
 use std::fmt::{self, Write as _};

@@ -11,6 +11,15 @@
 //!
 //! Messages from the kernel are copied into 8-byte aligned buffers before libnftnl reads
 //! them, because a received byte vector gives no alignment guarantee.
+//!
+//! Sets are encoded as nft encodes them, so `nft list` prints ours: the key type is nft's
+//! datatype id (concatenations packed 6 bits per part), the user data records the key's byte
+//! order (nft needs it to print ports and addresses) and the comment, a verdict map has
+//! `NFT_SET_MAP` and data type `NFT_DATA_VERDICT`. The kernel requires an id on every new
+//! set (unique within the batch). Unlike nft we also send a concatenation's field lengths
+//! (`NFTA_SET_DESC_CONCAT`), which the kernel accepts only together with `NFT_SET_CONCAT`;
+//! nft 1.0 sends them only for interval concatenations. Element keys are the model's bytes;
+//! libnftnl copies a key into a 64-byte buffer without checking its length, so we check it.
 
 use super::expr::{Expr, verdict_code};
 use super::model::{BaseChain, ChainType, Hook, KeyType, Policy, Set, SetElem, key_bytes};
