@@ -599,3 +599,25 @@ fn chains_go_after_the_map_elements_that_jump_to_them() {
         assert!(nft::list_sets(&t).unwrap()[0].elements.is_empty());
     });
 }
+
+#[test]
+fn a_batch_with_thousands_of_failures_reports_the_first() {
+    // Every message fails: the kernel queues one error each, which must not be mistaken for
+    // success or for a protocol problem, and the first failure is the one reported.
+    let ns = Netns::new("nftsfail");
+    let t = TableRef::new(Family::Inet, "twill_policy");
+    let mut tx = Transaction::new();
+    tx.add_elements(&t, "first", &[SetElem::key(vec![addr("10.0.0.1")])]);
+    for i in 0..20_000u32 {
+        tx.add_rule(
+            &t,
+            &format!("c{i}"),
+            Rule::new(vec![Stmt::Verdict(Verdict::Accept)]),
+        );
+    }
+    let e = run(&ns, || tx.commit()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "add element to set twill_policy/first: no such file or directory"
+    );
+}
