@@ -560,43 +560,52 @@ impl Transaction {
         self.check().and_then(|()| self.encode().map(|_| ()))
     }
 
-    /// The checks of [`Transaction::validate`] that need more than one operation.
+    /// The checks of [`Transaction::validate`] that need more than one operation; linear in
+    /// the number of operations, as a policy batch has tens of thousands.
     fn check(&self) -> Result<(), NftError> {
-        for (i, op) in self.ops.iter().enumerate() {
+        use std::collections::HashMap;
+        // Elements of a set declared earlier in this transaction must fit it.
+        let mut declared: HashMap<(&TableRef, &str), &Set> = HashMap::new();
+        for op in &self.ops {
             match op {
+                Op::AddSet { table, set } => {
+                    declared.insert((table, set.name.as_str()), set);
+                }
                 Op::AddElements { table, set, elems } => {
-                    // Elements of a set declared earlier in this transaction must fit it.
-                    let decl = self.ops[..i].iter().rev().find_map(|o| match o {
-                        Op::AddSet { table: t, set: s } if t == table && s.name == *set => Some(s),
-                        _ => None,
-                    });
-                    if let Some(decl) = decl {
-                        for e in elems {
-                            decl.check_elem(e).map_err(|reason| NftError::Invalid {
-                                what: op.describe(),
-                                reason,
-                            })?;
+                    let Some(decl) = declared.get(&(table, set.as_str())) else {
+                        continue;
+                    };
+                    for e in elems {
+                        decl.check_elem(e).map_err(|reason| NftError::Invalid {
+                            what: op.describe(),
+                            reason,
+                        })?;
+                    }
+                }
+                _ => {}
+            }
+        }
+        // A chain must not be deleted before the deletion of a map element jumping to it:
+        // walking backwards, remember the first later deletion per target chain.
+        let mut later: HashMap<(&TableRef, &str), (&Op, &SetElem)> = HashMap::new();
+        for op in self.ops.iter().rev() {
+            match op {
+                Op::DeleteElements { table, elems, .. } => {
+                    for e in elems {
+                        if let Some(Verdict::Jump(c) | Verdict::Goto(c)) = &e.verdict {
+                            later.insert((table, c.as_str()), (op, e));
                         }
                     }
                 }
                 Op::DeleteChain { table, chain } => {
-                    let jumps = |v: &Option<Verdict>| matches!(v, Some(Verdict::Jump(c) | Verdict::Goto(c)) if c == chain);
-                    for later in &self.ops[i + 1..] {
-                        let Op::DeleteElements {
-                            table: t, elems, ..
-                        } = later
-                        else {
-                            continue;
-                        };
-                        if let Some(e) = elems.iter().find(|e| t == table && jumps(&e.verdict)) {
-                            return Err(NftError::Invalid {
-                                what: op.describe(),
-                                reason: format!(
-                                    "must come after {}, whose element {e} refers to the chain",
-                                    later.describe()
-                                ),
-                            });
-                        }
+                    if let Some((del, e)) = later.get(&(table, chain.as_str())) {
+                        return Err(NftError::Invalid {
+                            what: op.describe(),
+                            reason: format!(
+                                "must come after {}, whose element {e} refers to the chain",
+                                del.describe()
+                            ),
+                        });
                     }
                 }
                 _ => {}
