@@ -29,12 +29,14 @@
 //!   `EBUSY` (`delete chain t/c: device or resource busy`). [`Transaction::validate`] (and so
 //!   `commit`) refuses a transaction that deletes a chain before an element deletion, given
 //!   with its verdict, of a map element that jumps to it;
-//! - a chain's own rules need not be deleted first: deleting the chain removes them;
+//! - a chain's own rules need not be deleted first: on current kernels deleting the chain
+//!   removes them;
 //! - changing a map element's verdict is deleting the element and adding it again, in that
 //!   order, in one transaction: adding an existing key with another verdict is refused
 //!   (`EEXIST`).
-//!   Adding an element that exists unchanged, or a set or chain that exists with the same
-//!   type, is not an error; deleting an element that does not exist is (`ENOENT`).
+//!
+//! Adding an element that exists unchanged, or a set or chain that exists with the same type,
+//! is not an error; deleting an element that does not exist is (`ENOENT`, a stale delete).
 
 use super::NftError;
 use super::expr::lower;
