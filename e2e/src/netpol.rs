@@ -80,12 +80,14 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> NetpolError + '_ {
 // ---------------------------------------------------------------------------------------
 // Manifest files
 
-/// Whether twilld reads a file of this name: `*.yaml`, `*.yml`, `*.json`, not hidden.
+/// Whether twilld reads a file of this name: `*.yaml`, `*.yml`, `*.json`, not hidden (our
+/// temp files are dotfiles), not an editor's lock file (`#...`).
 pub fn is_manifest_name(name: &str) -> bool {
     !name.starts_with('.')
+        && !name.starts_with('#')
         && [".yaml", ".yml", ".json"]
             .iter()
-            .any(|ext| name.ends_with(ext))
+            .any(|ext| name.len() > ext.len() && name.ends_with(ext))
 }
 
 /// Lower-case hex SHA-256 of `bytes`.
@@ -1394,6 +1396,7 @@ mod tests {
                 && is_manifest_name("a.json")
         );
         assert!(!is_manifest_name(".ns-x.yaml.tmp") && !is_manifest_name("notes.txt"));
+        assert!(!is_manifest_name(".yaml") && !is_manifest_name("#a.yaml"));
         assert_eq!(
             sha256_hex(b"abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
@@ -1457,6 +1460,26 @@ mod tests {
         assert_eq!(cells.len(), 2);
         assert!(cells.iter().all(|(_, e)| !*e));
         assert_eq!(cells[0].0.to_string(), "80/tcp x/a->x/b");
+    }
+
+    #[test]
+    fn mismatch_line() {
+        let m = Mismatch {
+            case: "upstream-tcp-15".into(),
+            step: 2,
+            cell: Cell {
+                src: "z/a".into(),
+                dst: "x/a".into(),
+                port: 80,
+                proto: Proto::Tcp,
+            },
+            expected: false,
+            got: true,
+        };
+        assert_eq!(
+            m.to_string(),
+            "upstream-tcp-15 step 2 80/tcp z/a->x/a expected denied got allowed"
+        );
     }
 
     #[test]
