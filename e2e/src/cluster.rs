@@ -243,9 +243,16 @@ impl Cluster {
     /// `policy.applied_generation == source.generation` with no `policy.error`. Returns how
     /// long it took; panics after `timeout` with every node's status and what it lacks.
     pub fn wait_policies_applied_within(&self, timeout: Duration) -> Duration {
+        self.try_wait_policies_applied(timeout)
+            .unwrap_or_else(|report| panic!("{report}"))
+    }
+
+    /// [`Cluster::wait_policies_applied_within`] returning the failure report instead of
+    /// panicking.
+    pub fn try_wait_policies_applied(&self, timeout: Duration) -> Result<Duration, String> {
         let start = Instant::now();
         let expected = crate::netpol::manifest_hashes(&self.manifests_dir())
-            .unwrap_or_else(|e| panic!("read {}: {e}", self.manifests_dir().display()));
+            .map_err(|e| format!("read {}: {e}", self.manifests_dir().display()))?;
         loop {
             let problems: Vec<(u8, Value, Option<String>)> = (1..=self.nodes.len() as u8)
                 .map(|i| {
@@ -255,7 +262,7 @@ impl Cluster {
                 })
                 .collect();
             if problems.iter().all(|(_, _, p)| p.is_none()) {
-                return start.elapsed();
+                return Ok(start.elapsed());
             }
             if start.elapsed() > timeout {
                 let report: Vec<String> = problems
@@ -270,11 +277,11 @@ impl Cluster {
                         )
                     })
                     .collect();
-                panic!(
+                return Err(format!(
                     "policies not applied on every node within {timeout:?}; expected files {}\n{}",
                     serde_json::to_string_pretty(&expected).unwrap_or_default(),
                     report.join("\n")
-                );
+                ));
             }
             std::thread::sleep(Duration::from_millis(50));
         }

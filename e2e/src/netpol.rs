@@ -68,6 +68,9 @@ pub enum NetpolError {
     Probe { pod: String, reason: String },
     #[error("cluster: {0}")]
     Cluster(String),
+    /// The daemons did not apply a change in time (with every node's status).
+    #[error("{0}")]
+    Apply(String),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> NetpolError + '_ {
@@ -854,6 +857,10 @@ impl fmt::Display for CaseReport {
 // ---------------------------------------------------------------------------------------
 // The harness
 
+/// How long the harness waits for every node to apply a change. A change takes tens of
+/// milliseconds; this only bounds a broken daemon.
+pub const APPLY_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// Whether the built twilld knows `--manifests` (the policy engine can be exercised).
 pub fn twilld_supports_manifests() -> bool {
     std::process::Command::new(twill_testutil::bin_dir().join("twilld"))
@@ -967,7 +974,7 @@ impl Harness {
             agent,
         };
         h.world.sync_to(&h.cluster.manifests_dir())?;
-        h.wait_applied();
+        h.wait_applied()?;
         h.wait_full_mesh()?;
         h.check_probes_see_drops()?;
         Ok(h)
@@ -1073,13 +1080,15 @@ impl Harness {
         }
     }
 
-    /// Waits until every node applied the manifest directory as it is now (no-op when
-    /// policies are not enforced). Returns the time waited.
-    pub fn wait_applied(&self) -> Duration {
+    /// Waits (up to [`APPLY_TIMEOUT`]) until every node applied the manifest directory as it
+    /// is now (no-op when policies are not enforced). Returns the time waited.
+    pub fn wait_applied(&self) -> Result<Duration, NetpolError> {
         if self.enforce {
-            self.cluster.wait_policies_applied()
+            self.cluster
+                .try_wait_policies_applied(APPLY_TIMEOUT)
+                .map_err(NetpolError::Apply)
         } else {
-            Duration::ZERO
+            Ok(Duration::ZERO)
         }
     }
 
@@ -1092,7 +1101,7 @@ impl Harness {
     pub fn reset(&mut self) -> Result<Duration, NetpolError> {
         self.world = self.fixture.clone();
         self.sync()?;
-        Ok(self.wait_applied())
+        self.wait_applied()
     }
 
     fn pod(&self, key: &str) -> Result<&PodObject, NetpolError> {
@@ -1247,7 +1256,7 @@ impl Harness {
                 }
             }
             self.sync()?;
-            report.waited += self.wait_applied();
+            report.waited += self.wait_applied()?;
             let (cells, sctp) = step_cells(step).map_err(step_err)?;
             report.sctp_skipped += sctp;
             report.cells += cells.len();
