@@ -13,6 +13,9 @@
 //! - [`stats`] and [`report`]: pure summaries and the `docs/benchmarks.md` rendering.
 //! - [`cluster`]: a multi-node cluster in namespaces: underlay, real etcd, one `twilld` per
 //!   node, pods through the `twill` CNI plugin.
+//! - [`netpol`]: the NetworkPolicy conformance harness on top of [`cluster`]: objects as
+//!   manifest files, the wait for the daemons to apply them, parallel probes through the
+//!   `netpol-agent` binary.
 //! - [`podman`]: podman as a real CNI client, confined to a test "node" namespace and to its
 //!   own temporary state.
 //!
@@ -21,6 +24,7 @@
 
 pub mod chain;
 pub mod cluster;
+pub mod netpol;
 pub mod plugins;
 pub mod podman;
 pub mod report;
