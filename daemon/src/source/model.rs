@@ -228,7 +228,10 @@ pub enum Peer {
     /// `namespaceSelector` alone: every pod of the matching namespaces.
     Namespaces(Selector),
     /// Both in one peer: matching pods in matching namespaces.
-    PodsInNamespaces { pods: Selector, namespaces: Selector },
+    PodsInNamespaces {
+        pods: Selector,
+        namespaces: Selector,
+    },
     IpBlock(IpBlock),
 }
 
@@ -352,7 +355,7 @@ pub struct EndpointSlice {
 }
 
 /// A consistent snapshot of everything the sources know.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Model {
     /// Increases with every published change.
     pub generation: u64,
