@@ -74,6 +74,11 @@ impl Store {
         }
     }
 
+    /// Every origin's name, in order.
+    pub fn origins(&self) -> impl Iterator<Item = &String> {
+        self.origins.keys()
+    }
+
     pub fn origin(&self, origin: &str) -> Option<&Objects> {
         self.origins.get(origin)
     }
