@@ -6,8 +6,10 @@
 //! start over with a list after `410 Gone` delivered as a watch ERROR event. Two things it
 //! leaves to us, done here:
 //! - **Back-off.** The watcher retries as fast as it is polled; after an error each kind's
-//!   task sleeps (100 ms doubling to 10 s, reset by the next success), and the error shows
-//!   in `/status` until then.
+//!   task sleeps (100 ms doubling to 10 s), and the error shows in `/status` until the next
+//!   event, or until the watch has been quiet for a second past its back-off (a resumed
+//!   watch on a quiet kind delivers nothing, and the watcher swallows bookmarks, so silence
+//!   is the only sign of a healthy connection that kube-rs gives).
 //! - **A 410 answered to the watch request itself** (HTTP 410 rather than an ERROR event)
 //!   leaves kube's watcher retrying the same stale version forever; we drop that watcher and
 //!   start a new one, which lists again.
@@ -42,6 +44,9 @@ pub const KIND: &str = "kubernetes";
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// A failed watch that has been quiet this long (beyond its back-off) counts as recovered.
+const RECOVERED_AFTER: Duration = Duration::from_secs(1);
 
 /// Most events applied in one model build.
 const MAX_BATCH: usize = 10_000;
@@ -238,7 +243,24 @@ async fn watch_kind<K>(
     loop {
         let mut stream = watcher(api.clone(), watcher::Config::default()).boxed();
         let mut buffer: Vec<Converted> = Vec::new();
-        while let Some(ev) = stream.next().await {
+        loop {
+            let ev = if failing {
+                // A resumed watch says nothing until something changes; a watch that still
+                // fails says so again within the back-off. Quiet for longer means it works.
+                match tokio::time::timeout(backoff + RECOVERED_AFTER, stream.next()).await {
+                    Ok(ev) => ev,
+                    Err(_) => {
+                        failing = false;
+                        backoff = BACKOFF_MIN;
+                        tracing::info!(kind = %kind, "watch works again");
+                        let _ = tx.send(Msg::WatchError(kind, None));
+                        continue;
+                    }
+                }
+            } else {
+                stream.next().await
+            };
+            let Some(ev) = ev else { break };
             let msg = match ev {
                 Ok(ev) => {
                     if failing {
