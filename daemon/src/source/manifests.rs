@@ -10,6 +10,9 @@
 //!   would turn a typo in one policy into a half-applied change (a deny without its allow);
 //!   keeping the last good version means a broken save never opens or closes anything.
 //!   A file that was never good contributes nothing.
+//! - **Strict fields.** An unknown field is an error (kubectl's default, strict field
+//!   validation): the k8s-openapi types would drop it silently, and a misspelt
+//!   `podSelector` would then select every pod of the namespace.
 //! - **Limits.** Files larger than [`MAX_FILE_BYTES`] or not UTF-8 are refused with an error
 //!   naming the file, before any parsing; YAML parsing uses serde-saphyr's budgets (alias
 //!   bombs, nesting). The rest of the directory is unaffected.
@@ -22,6 +25,9 @@
 //!   small) and re-parses only those whose SHA-256 changed: stat data is not trusted, as
 //!   coarse mtimes can hide a same-size rewrite. A rescan every [`RESCAN`] is the safety net
 //!   for lost events (an overflowed inotify queue, a directory replaced under us).
+//!   Writers should replace files by rename: a file read halfway through an in-place write
+//!   is usually refused (and kept at its last good version) until the write completes, but
+//!   a cut that happens to fall between two documents would apply briefly.
 //! - **Status.** Each file's SHA-256 is that of the bytes last read (parsed or not), and it
 //!   is reported only together with the model built from it.
 
@@ -380,6 +386,9 @@ fn collect(file: &str, at: &str, doc: Value, out: &mut Objects, errors: &mut Vec
             }
         }
         Err(ToObjectError::Shape(e)) => errors.push(format!("{file}: {id}: {e}")),
+        Err(ToObjectError::Unknown(path)) => {
+            errors.push(format!("{file}: {id}: unknown field {path}"));
+        }
         Err(ToObjectError::Invalid(e)) => errors.push(format!("{file}: {e}")),
     }
 }
@@ -387,32 +396,68 @@ fn collect(file: &str, at: &str, doc: Value, out: &mut Objects, errors: &mut Vec
 enum ToObjectError {
     /// The object does not have the k8s-openapi shape (a wrong type, a missing field).
     Shape(serde_json::Error),
+    /// Fields the schema does not have (a typo such as `podselector`), by JSON path.
+    Unknown(String),
     Invalid(convert::ConvertError),
 }
 
+/// Decodes `doc` strictly: like the API server's strict field validation (kubectl's
+/// default), a field the schema does not know is an error, not silently dropped. That
+/// matters here: a misspelt `podSelector` would otherwise select every pod.
+fn decode<T: serde::de::DeserializeOwned + serde::Serialize>(
+    doc: Value,
+) -> Result<T, ToObjectError> {
+    let typed: T = serde_json::from_value(doc.clone()).map_err(ToObjectError::Shape)?;
+    let back = serde_json::to_value(&typed).map_err(ToObjectError::Shape)?;
+    let mut unknown = Vec::new();
+    unknown_fields(&doc, &back, "", &mut unknown);
+    if unknown.is_empty() {
+        Ok(typed)
+    } else {
+        Err(ToObjectError::Unknown(unknown.join(", ")))
+    }
+}
+
+/// Fields of `input` (not null) that have no counterpart in `known`, the same document
+/// after a round trip through the typed object.
+fn unknown_fields(input: &Value, known: &Value, path: &str, out: &mut Vec<String>) {
+    match (input, known) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in a {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                match b.get(k) {
+                    _ if v.is_null() => {}
+                    None => out.push(p),
+                    Some(bv) => unknown_fields(v, bv, &p, out),
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            for (i, (v, bv)) in a.iter().zip(b).enumerate() {
+                unknown_fields(v, bv, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
 fn to_object(kind: Kind, doc: Value) -> Result<Object, ToObjectError> {
-    use ToObjectError::{Invalid, Shape};
+    use ToObjectError::Invalid;
     Ok(match kind {
-        Kind::Namespace => Object::Namespace(
-            convert::namespace(&serde_json::from_value(doc).map_err(Shape)?).map_err(Invalid)?,
-        ),
-        Kind::Node => Object::Node(
-            convert::node(&serde_json::from_value(doc).map_err(Shape)?).map_err(Invalid)?,
-        ),
-        Kind::Pod => Object::Pod(
-            convert::pod(&serde_json::from_value(doc).map_err(Shape)?).map_err(Invalid)?,
-        ),
-        Kind::NetworkPolicy => Object::NetworkPolicy(
-            convert::network_policy(&serde_json::from_value(doc).map_err(Shape)?)
-                .map_err(Invalid)?,
-        ),
-        Kind::Service => Object::Service(
-            convert::service(&serde_json::from_value(doc).map_err(Shape)?).map_err(Invalid)?,
-        ),
-        Kind::EndpointSlice => Object::EndpointSlice(
-            convert::endpoint_slice(&serde_json::from_value(doc).map_err(Shape)?)
-                .map_err(Invalid)?,
-        ),
+        Kind::Namespace => Object::Namespace(convert::namespace(&decode(doc)?).map_err(Invalid)?),
+        Kind::Node => Object::Node(convert::node(&decode(doc)?).map_err(Invalid)?),
+        Kind::Pod => Object::Pod(convert::pod(&decode(doc)?).map_err(Invalid)?),
+        Kind::NetworkPolicy => {
+            Object::NetworkPolicy(convert::network_policy(&decode(doc)?).map_err(Invalid)?)
+        }
+        Kind::Service => Object::Service(convert::service(&decode(doc)?).map_err(Invalid)?),
+        Kind::EndpointSlice => {
+            Object::EndpointSlice(convert::endpoint_slice(&decode(doc)?).map_err(Invalid)?)
+        }
     })
 }
 
@@ -549,6 +594,43 @@ async fn debounce(rx: &mut mpsc::UnboundedReceiver<()>) {
 mod tests {
     use super::*;
 
+    /// Fuzz-style: mangled manifests and random bytes never panic the parser.
+    #[test]
+    fn mangled_input_never_panics() {
+        let seed = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: networking.k8s.io/v1\n  kind: NetworkPolicy\n  metadata: {name: p, namespace: x}\n  spec: {podSelector: {matchExpressions: [{key: a, operator: In, values: [b]}]}, ingress: [{from: [{ipBlock: {cidr: 10.0.0.0/8, except: [10.1.0.0/16]}}], ports: [{port: 80, endPort: 90}]}]}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: q}\nstatus: {podIPs: [{ip: fd00::1}]}\n";
+        let bytes = seed.as_bytes();
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..3000 {
+            let mut b = bytes.to_vec();
+            for _ in 0..(next() % 6 + 1) {
+                let i = (next() as usize) % b.len();
+                match next() % 4 {
+                    0 => b[i] = (next() % 128) as u8,
+                    1 => {
+                        b.remove(i);
+                    }
+                    2 => {
+                        let specials = b"{}[]:,- \n\"'&*!|>#%@`";
+                        b.insert(i, specials[(next() as usize) % specials.len()]);
+                    }
+                    _ => b.truncate(i),
+                }
+                if b.is_empty() {
+                    b.push(b'x');
+                }
+            }
+            let text = String::from_utf8_lossy(&b);
+            let _ = parse_file("f.yaml", &text);
+            let _ = parse_file("f.json", &text);
+        }
+    }
+
     #[test]
     fn names() {
         for ok in ["a.yaml", "a.yml", "b.json", "x.y.yaml"] {
@@ -651,6 +733,25 @@ just a string
             errs,
             vec!["d.yaml: Namespace a: defined twice in this file"]
         );
+        let typo = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p}\nspec:\n  podselector: {matchLabels: {app: web}}\n  ingress: [{from: [{podSelector: {}, nameSpaceSelector: {}}]}]\n";
+        let errs = parse_file("t.yaml", typo).expect_err("typo");
+        assert_eq!(
+            errs,
+            vec![
+                "t.yaml: NetworkPolicy default/p: unknown field spec.ingress[0].from[0].nameSpaceSelector, spec.podselector"
+            ]
+        );
+        let typo = typo.replace("podselector", "podSelector");
+        let errs = parse_file("t.yaml", &typo).expect_err("typo");
+        assert_eq!(
+            errs,
+            vec![
+                "t.yaml: NetworkPolicy default/p: unknown field spec.ingress[0].from[0].nameSpaceSelector"
+            ]
+        );
+        // Nulls, quoted ports, timestamps and status round-trip without complaint.
+        let full = "apiVersion: v1\nkind: Pod\nmetadata: {name: p, creationTimestamp: null, labels: {a: b}}\nspec:\n  containers: [{name: c, image: x, ports: [{containerPort: 80}], resources: {limits: {cpu: 100m}}}]\nstatus: {phase: Running, startTime: \"2024-01-01T00:00:00Z\", podIP: 10.0.0.1}\n";
+        assert_eq!(parse_file("f.yaml", full).expect("valid").len(), 1);
         let json = r#"{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "j"}}"#;
         assert_eq!(parse_file("e.json", json).expect("json").len(), 1);
     }
