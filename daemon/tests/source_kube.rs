@@ -168,6 +168,16 @@ impl Fake {
         });
     }
 
+    /// Sends every watch a BOOKMARK at the current version, then ends it.
+    fn bookmark_and_close(&self) {
+        let rv = self.lock().rv;
+        let _ = self.events.send(Event {
+            rv,
+            path: "",
+            line: String::new(),
+        });
+    }
+
     fn cut_watches(&self) {
         self.cut.send_modify(|n| *n += 1);
     }
@@ -285,6 +295,18 @@ async fn handle(AxState(fake): AxState<Fake>, req: Request) -> Response<Body> {
         loop {
             tokio::select! {
                 ev = live.recv() => match ev {
+                    // The bookmark-and-close marker: a BOOKMARK at the current version, then
+                    // the end of the response (as when the watch's timeout runs out; an
+                    // aborted connection could lose the bookmark still in hyper's buffer).
+                    Ok(ev) if ev.path.is_empty() => {
+                        if bookmarks {
+                            let bm = json!({"type": "BOOKMARK", "object": {"kind": kind,
+                                "apiVersion": api_version,
+                                "metadata": {"resourceVersion": ev.rv.to_string()}}});
+                            let _ = tx.send(Ok(Bytes::from(format!("{bm}\n")))).await;
+                        }
+                        return;
+                    }
                     Ok(ev) if ev.path == rpath && ev.rv > now => {
                         if tx.send(Ok(Bytes::from(format!("{}\n", ev.line)))).await.is_err() {
                             return;
@@ -498,36 +520,52 @@ async fn list_then_watch_follows_adds_changes_and_deletes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cut_connection_resumes_from_the_last_version() {
+async fn closed_and_cut_watches_resume_without_a_relist() {
     let mut c = Cluster::start(seeded()).await;
     c.model("synced", |m| m.synced).await;
     c.watching(1).await;
     let watches = c.fake.watches("Pod");
-    // A change to another kind moves the global version on; the pod watch learns it from
-    // a bookmark only once it reconnects, so first cut, then check the resume version.
+    // A change to another kind moves the global version on; the pod watch learns it only
+    // from a bookmark.
     c.fake.put(namespace("other"));
     c.model("namespace added", |m| m.namespaces.contains_key("other"))
         .await;
-    c.fake.cut_watches();
+    let bookmark_rv = c.fake.lock().rv;
+    c.fake.bookmark_and_close();
     c.fake.put(pod("web", "c", "client", "10.1.0.4"));
-    c.model("pod added after the cut", |m| {
+    c.model("pod added after the close", |m| {
         app_of(m, "web", "c").is_some()
     })
     .await;
     assert!(c.fake.watches("Pod") > watches, "the pod watch reconnected");
     assert_eq!(c.fake.lists("Pod"), 1, "a resumed watch does not re-list");
-    // The reconnect asked for the version of the bookmark it was sent, not 0.
+    // The pod watch resumed from the bookmark's version (the namespace change), not from
+    // its own last event or the list.
     let rv = c.fake.lock().watch_rvs.get("/api/v1/pods").copied();
-    assert!(rv.is_some_and(|rv| rv > 100), "{rv:?}");
+    assert_eq!(rv, Some(bookmark_rv));
     let st = c
         .status_until("errors cleared", |s| s.errors.is_empty())
         .await;
     assert!(st.synced);
 
-    // A cut with no change afterwards: the watch comes back, silently.
+    // A connection aborted mid-stream: the watch comes back, silently, and goes on.
     let w = c.fake.watches("Pod");
     c.fake.cut_watches();
     c.watching_kind("Pod", w + 1).await;
+    c.fake.delete("Pod", "web", "c");
+    c.model("pod deleted after the cut", |m| {
+        app_of(m, "web", "c").is_none()
+    })
+    .await;
+    assert_eq!(c.fake.lists("Pod"), 1, "still no re-list");
+    assert!(
+        c.state
+            .snapshot()
+            .source
+            .unwrap_or_default()
+            .errors
+            .is_empty()
+    );
 
     // A line that does not decode is a watch error; it shows until the watch has been
     // quiet for a while, with no event needed to clear it.

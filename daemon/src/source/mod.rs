@@ -125,8 +125,8 @@ impl Publisher {
     /// source) gets its `objects` counts filled from what is in force; `errors` are the
     /// source's own problems, to which the store's cross-object problems are added.
     pub fn publish(&mut self, mut files: BTreeMap<String, FileStatus>, mut errors: Vec<String>) {
-        let origin_names = !files.is_empty() || self.kind == manifests::KIND;
-        let build = self.store.build(origin_names);
+        // Manifest origins are file names, worth naming in a problem; API origins are kinds.
+        let build = self.store.build(self.kind == manifests::KIND);
         if let Some(model) = build.changed {
             tracing::debug!(
                 source = self.kind,
