@@ -571,7 +571,9 @@ async fn closed_and_cut_watches_resume_without_a_relist() {
     // quiet for a while, with no event needed to clear it.
     c.fake.send_raw("Pod", "{not json");
     c.status_until("the bad line reported", |s| {
-        s.errors.iter().any(|e| e.starts_with("watch Pod: "))
+        s.errors
+            .iter()
+            .any(|e| e.starts_with("watch Pod at http://"))
     })
     .await;
     c.status_until("errors cleared without any event", |s| s.errors.is_empty())
@@ -651,7 +653,7 @@ async fn invalid_objects_and_missing_namespaces_are_reported() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_api_server_is_reported_and_not_synced() {
-    // A port nothing listens on (bound, then closed).
+    // A port nothing listens on (bound, then closed), over TLS: the rustls client builds.
     let addr = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         l.local_addr().expect("addr")
@@ -661,7 +663,7 @@ async fn unreachable_api_server_is_reported_and_not_synced() {
     std::fs::write(
         &kubeconfig,
         format!(
-            "apiVersion: v1\nkind: Config\nclusters: [{{name: x, cluster: {{server: \"http://{addr}\"}}}}]\nusers: [{{name: u, user: {{}}}}]\ncontexts: [{{name: x, context: {{cluster: x, user: u}}}}]\ncurrent-context: x\n"
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: x, cluster: {{server: \"https://{addr}\", insecure-skip-tls-verify: true}}}}]\nusers: [{{name: u, user: {{}}}}]\ncontexts: [{{name: x, context: {{cluster: x, user: u}}}}]\ncurrent-context: x\n"
         ),
     )
     .expect("write");
@@ -696,4 +698,20 @@ async fn unreachable_api_server_is_reported_and_not_synced() {
     .err()
     .expect("missing kubeconfig refused");
     assert!(err.to_string().starts_with("kubeconfig "), "{err}");
+}
+
+#[tokio::test]
+async fn in_cluster_without_a_service_account_is_an_error_at_start() {
+    if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
+        return; // really in a pod
+    }
+    let err = spawn(
+        SourceConfig::InCluster,
+        Arc::new(State::default()),
+        watch::channel(false).1,
+    )
+    .await
+    .err()
+    .expect("refused");
+    assert!(err.to_string().starts_with("in-cluster config: "), "{err}");
 }

@@ -51,23 +51,43 @@ const RECOVERED_AFTER: Duration = Duration::from_secs(1);
 /// Most events applied in one model build.
 const MAX_BATCH: usize = 10_000;
 
-/// A client for the current context of the kubeconfig at `path`.
-pub async fn client_from_kubeconfig(path: &Path) -> Result<Client, SourceError> {
+/// A client for the current context of the kubeconfig at `path`, and the server's URL.
+pub async fn client_from_kubeconfig(path: &Path) -> Result<(Client, String), SourceError> {
     let err = |problem: String| SourceError::Kubeconfig {
         path: path.to_owned(),
         problem,
     };
-    let kc = ::kube::config::Kubeconfig::read_from(path).map_err(|e| err(e.to_string()))?;
+    let kc = ::kube::config::Kubeconfig::read_from(path).map_err(|e| err(chain(&e)))?;
     let cfg = ::kube::Config::from_custom_kubeconfig(kc, &Default::default())
         .await
-        .map_err(|e| err(e.to_string()))?;
-    Client::try_from(cfg).map_err(|e| SourceError::Client(e.to_string()))
+        .map_err(|e| err(chain(&e)))?;
+    let url = cfg.cluster_url.to_string();
+    let client = Client::try_from(cfg).map_err(|e| SourceError::Client(chain(&e)))?;
+    Ok((client, url))
 }
 
-/// A client for the pod's service account.
-pub async fn client_in_cluster() -> Result<Client, SourceError> {
-    let cfg = ::kube::Config::incluster().map_err(|e| SourceError::InCluster(e.to_string()))?;
-    Client::try_from(cfg).map_err(|e| SourceError::Client(e.to_string()))
+/// A client for the pod's service account, and the server's URL.
+pub async fn client_in_cluster() -> Result<(Client, String), SourceError> {
+    let cfg = ::kube::Config::incluster().map_err(|e| SourceError::InCluster(chain(&e)))?;
+    let url = cfg.cluster_url.to_string();
+    let client = Client::try_from(cfg).map_err(|e| SourceError::Client(chain(&e)))?;
+    Ok((client, url))
+}
+
+/// An error with its causes (`client error (Connect): tcp connect error: connection
+/// refused`); kube's own messages stop at the first.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let msg = s.to_string();
+        if !out.contains(&msg) {
+            out.push_str(": ");
+            out.push_str(&msg);
+        }
+        cur = s.source();
+    }
+    out
 }
 
 /// What a kind's watcher tells the store task.
@@ -84,9 +104,11 @@ enum Msg {
 /// A converted object, or why it could not be (the error names the object).
 type Converted = Result<Object, ConvertError>;
 
-/// Starts the six watchers and the task that builds models from them.
+/// Starts the six watchers and the task that builds models from them. `server` names the
+/// API server in errors.
 pub fn spawn(
     client: Client,
+    server: String,
     publisher: Publisher,
     shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
@@ -95,36 +117,42 @@ pub fn spawn(
         tokio::spawn(watch_kind::<core::Namespace>(
             Api::all(client.clone()),
             Kind::Namespace,
+            server.clone(),
             |o| convert::namespace(o).map(Object::Namespace),
             tx.clone(),
         )),
         tokio::spawn(watch_kind::<core::Node>(
             Api::all(client.clone()),
             Kind::Node,
+            server.clone(),
             |o| convert::node(o).map(Object::Node),
             tx.clone(),
         )),
         tokio::spawn(watch_kind::<core::Pod>(
             Api::all(client.clone()),
             Kind::Pod,
+            server.clone(),
             |o| convert::pod(o).map(Object::Pod),
             tx.clone(),
         )),
         tokio::spawn(watch_kind::<networking::NetworkPolicy>(
             Api::all(client.clone()),
             Kind::NetworkPolicy,
+            server.clone(),
             |o| convert::network_policy(o).map(Object::NetworkPolicy),
             tx.clone(),
         )),
         tokio::spawn(watch_kind::<core::Service>(
             Api::all(client.clone()),
             Kind::Service,
+            server.clone(),
             |o| convert::service(o).map(Object::Service),
             tx.clone(),
         )),
         tokio::spawn(watch_kind::<discovery::EndpointSlice>(
             Api::all(client),
             Kind::EndpointSlice,
+            server.clone(),
             |o| convert::endpoint_slice(o).map(Object::EndpointSlice),
             tx,
         )),
@@ -232,6 +260,7 @@ fn is_gone(e: &watcher::Error) -> bool {
 async fn watch_kind<K>(
     api: Api<K>,
     kind: Kind,
+    server: String,
     conv: fn(&K) -> Result<Object, ConvertError>,
     tx: mpsc::UnboundedSender<Msg>,
 ) where
@@ -289,9 +318,10 @@ async fn watch_kind<K>(
                 }
                 Err(e) => {
                     let gone = is_gone(&e);
-                    tracing::warn!(kind = %kind, error = %e, retry_in = ?backoff, "watch failed");
+                    let msg = format!("watch {kind} at {server}: {}", chain(&e));
+                    tracing::warn!(error = %msg, retry_in = ?backoff, "watch failed");
                     failing = true;
-                    let _ = tx.send(Msg::WatchError(kind, Some(format!("watch {kind}: {e}"))));
+                    let _ = tx.send(Msg::WatchError(kind, Some(msg)));
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(BACKOFF_MAX);
                     if gone {

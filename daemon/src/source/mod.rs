@@ -90,14 +90,14 @@ pub async fn spawn(
             manifests::spawn(dir, publisher, shutdown).await?
         }
         SourceConfig::Kubeconfig(path) => {
-            let client = self::kube::client_from_kubeconfig(&path).await?;
+            let (client, server) = self::kube::client_from_kubeconfig(&path).await?;
             let publisher = Publisher::new(self::kube::KIND, tx, state);
-            self::kube::spawn(client, publisher, shutdown)
+            self::kube::spawn(client, server, publisher, shutdown)
         }
         SourceConfig::InCluster => {
-            let client = self::kube::client_in_cluster().await?;
+            let (client, server) = self::kube::client_in_cluster().await?;
             let publisher = Publisher::new(self::kube::KIND, tx, state);
-            self::kube::spawn(client, publisher, shutdown)
+            self::kube::spawn(client, server, publisher, shutdown)
         }
     };
     Ok(SourceHandle { models, task })
