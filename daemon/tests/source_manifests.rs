@@ -68,7 +68,7 @@ impl Src {
     }
 
     async fn model(&mut self, what: &str, ok: impl Fn(&Model) -> bool) -> Arc<Model> {
-        wait_model(&mut self.handle.models, what, ok).await
+        wait_model(&mut self.handle.models, DEADLINE, what, ok).await
     }
 
     fn status(&self) -> SourceStatus {
@@ -95,10 +95,11 @@ impl Src {
 
 async fn wait_model(
     rx: &mut watch::Receiver<Arc<Model>>,
+    within: Duration,
     what: &str,
     ok: impl Fn(&Model) -> bool,
 ) -> Arc<Model> {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let deadline = tokio::time::Instant::now() + within;
     loop {
         let m = rx.borrow_and_update().clone();
         if ok(&m) {
@@ -500,5 +501,44 @@ async fn relabel_latency() {
         took[10] < Duration::from_millis(500),
         "median {:?}",
         took[10]
+    );
+}
+
+/// The directory removed and made again: the periodic rescan finds the new one and watches
+/// it, so changes are fast again afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_directory_is_watched_again() {
+    let mut src = Src::start_with(&[("a.yaml", &pod_yaml("default", "a", "web"))]).await;
+    src.model("synced", |m| m.synced && m.pods.len() == 1).await;
+    std::fs::remove_dir_all(src.dir.path()).expect("rm -r");
+    let st = src
+        .status_until("the missing directory reported", |s| {
+            s.errors
+                .iter()
+                .any(|e| e.starts_with("read manifest directory "))
+        })
+        .await;
+    assert!(st.synced);
+    assert_eq!(
+        src.handle.models.borrow().pods.len(),
+        1,
+        "objects stay in force while the directory is gone"
+    );
+    std::fs::create_dir(src.dir.path()).expect("mkdir");
+    src.write("b.yaml", pod_yaml("default", "b", "web").as_bytes());
+    wait_model(
+        &mut src.handle.models,
+        twilld::source::manifests::RESCAN + DEADLINE,
+        "the new directory read by the periodic rescan",
+        |m| m.pods.len() == 1 && app_of(m, "default", "b").is_some(),
+    )
+    .await;
+    let started = Instant::now();
+    src.write("c.yaml", pod_yaml("default", "c", "web").as_bytes());
+    src.model("c through inotify", |m| m.pods.len() == 2).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "took {:?}: not watched",
+        started.elapsed()
     );
 }

@@ -41,6 +41,8 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -516,10 +518,27 @@ pub async fn spawn(
         });
     }
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<()>();
+    // Set when the watched directory itself goes away (removed or renamed): its inotify
+    // watch is gone with it, and a directory made again at the same path, even one that
+    // reuses the inode number, must be watched anew.
+    let lost = Arc::new(AtomicBool::new(false));
+    let (lost_cb, dir_cb) = (lost.clone(), dir.clone());
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         let wake = match res {
             // Our own reads open files; those events say nothing new.
-            Ok(ev) => !matches!(ev.kind, notify::EventKind::Access(_)),
+            Ok(ev) => {
+                let about_dir = ev.paths.iter().any(|p| p == &dir_cb);
+                if about_dir
+                    && matches!(
+                        ev.kind,
+                        notify::EventKind::Remove(_)
+                            | notify::EventKind::Modify(notify::event::ModifyKind::Name(_))
+                    )
+                {
+                    lost_cb.store(true, Ordering::Relaxed);
+                }
+                !matches!(ev.kind, notify::EventKind::Access(_))
+            }
             // An overflowed queue or similar: rescan to be safe.
             Err(_) => true,
         };
@@ -537,9 +556,10 @@ pub async fn spawn(
             dir: dir.clone(),
             source,
         })?;
+    let mut watched = dir_identity(&dir);
     let task = tokio::spawn(async move {
         // Dropping the watcher stops inotify; keep it for the task's life.
-        let _watcher = watcher;
+        let mut watcher = watcher;
         let (mut scanner, _) = scan(Scanner::new(dir.clone())).await;
         publisher.store.set_synced();
         publish(&scanner, &mut publisher);
@@ -563,6 +583,23 @@ pub async fn spawn(
                 }
                 _ = rescan.tick() => {}
             }
+            // The directory was replaced (removed and made again): its inotify watch died
+            // with the old one; the periodic rescan got us here, watch the new one. Before
+            // the scan, so that nothing written in between goes unnoticed.
+            let now = dir_identity(&dir);
+            if now.is_some() && (now != watched || lost.load(Ordering::Relaxed)) {
+                let _ = watcher.unwatch(&dir);
+                match watcher.watch(&dir, notify::RecursiveMode::NonRecursive) {
+                    Ok(()) => {
+                        tracing::info!(dir = %dir.display(), "manifest directory replaced; watching the new one");
+                        watched = now;
+                        lost.store(false, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        tracing::warn!(dir = %dir.display(), error = %e, "cannot watch the replaced manifest directory; rescanning every 10 s only");
+                    }
+                }
+            }
             let (s, changed) = scan(scanner).await;
             scanner = s;
             if changed {
@@ -571,6 +608,12 @@ pub async fn spawn(
         }
     });
     Ok(task)
+}
+
+/// Device and inode of `dir`, to notice that it was replaced.
+fn dir_identity(dir: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// Waits until events stop for [`QUIET`], or [`MAX_DELAY`] after the first.
