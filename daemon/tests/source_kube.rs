@@ -517,6 +517,12 @@ async fn list_then_watch_follows_adds_changes_and_deletes() {
     c.model("policy deleted", |m| m.policies.is_empty()).await;
     // One list per kind so far: everything came through the watches.
     assert_eq!(c.fake.lists("Pod"), 1);
+
+    c._shutdown.send(true).expect("send");
+    tokio::time::timeout(DEADLINE, &mut c.handle.task)
+        .await
+        .expect("task ended")
+        .expect("task did not panic");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

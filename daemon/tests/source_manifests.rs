@@ -542,3 +542,14 @@ async fn a_replaced_directory_is_watched_again() {
         started.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_the_task() {
+    let mut src = Src::start().await;
+    src.model("synced", |m| m.synced).await;
+    src._shutdown.send(true).expect("send");
+    tokio::time::timeout(DEADLINE, &mut src.handle.task)
+        .await
+        .expect("task ended")
+        .expect("task did not panic");
+}

@@ -113,7 +113,7 @@ pub fn spawn(
     shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let (tx, rx) = mpsc::unbounded_channel();
-    let watchers = vec![
+    let watchers = AbortOnDrop(vec![
         tokio::spawn(watch_kind::<core::Namespace>(
             Api::all(client.clone()),
             Kind::Namespace,
@@ -156,13 +156,23 @@ pub fn spawn(
             |o| convert::endpoint_slice(o).map(Object::EndpointSlice),
             tx,
         )),
-    ];
+    ]);
     tokio::spawn(async move {
+        // The watchers end with this task, also when it is aborted.
+        let _watchers = watchers;
         run_store(rx, publisher, shutdown).await;
-        for w in watchers {
-            w.abort();
-        }
     })
+}
+
+/// Aborts the watcher tasks when dropped.
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
 }
 
 async fn run_store(

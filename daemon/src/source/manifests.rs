@@ -24,7 +24,8 @@
 //!   reaches the model in a few tens of milliseconds. A rescan reads every file (they are
 //!   small) and re-parses only those whose SHA-256 changed: stat data is not trusted, as
 //!   coarse mtimes can hide a same-size rewrite. A rescan every [`RESCAN`] is the safety net
-//!   for lost events (an overflowed inotify queue, a directory replaced under us).
+//!   for lost events (an overflowed inotify queue), and it re-establishes the watch of a
+//!   directory that was removed and made again (the old watch dies with the old inode).
 //!   Writers should replace files by rename: a file read halfway through an in-place write
 //!   is usually refused (and kept at its last good version) until the write completes, but
 //!   a cut that happens to fall between two documents would apply briefly.
