@@ -49,6 +49,23 @@ struct Flags {
     /// Log as JSON lines (for log collectors); the level comes from RUST_LOG.
     #[arg(long)]
     log_json: bool,
+    /// Read Kubernetes objects (Namespaces, Pods, NetworkPolicies, ...) from every *.yaml,
+    /// *.yml and *.json file in this directory, following changes; enables the
+    /// NetworkPolicy engine.
+    #[arg(long, conflicts_with = "kubeconfig")]
+    manifests: Option<PathBuf>,
+    /// Watch Kubernetes objects through the API server of this kubeconfig's current
+    /// context; enables the NetworkPolicy engine. In a pod (KUBERNETES_SERVICE_HOST set)
+    /// the service account is used without this flag.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Log packets NetworkPolicy denies to this nflog group (rate-limited per namespace
+    /// and direction by --policy-log-rate).
+    #[arg(long, value_name = "NFLOG_GROUP", num_args = 0..=1, default_missing_value = "100")]
+    policy_log: Option<u16>,
+    /// Denied packets logged per second, per namespace and direction.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    policy_log_rate: u32,
 }
 
 fn hostname() -> String {
@@ -81,6 +98,20 @@ async fn main() -> anyhow::Result<()> {
         ip_masq: flags.ip_masq,
         lease_ttl: Duration::from_secs(flags.lease_ttl_secs.max(1)),
         resync: Duration::from_secs(flags.resync_secs.max(1)),
+        source: match (flags.manifests, flags.kubeconfig) {
+            (Some(dir), _) => Some(twilld::source::SourceConfig::Manifests(dir)),
+            (None, Some(path)) => Some(twilld::source::SourceConfig::Kubeconfig(path)),
+            (None, None) if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() => {
+                Some(twilld::source::SourceConfig::InCluster)
+            }
+            (None, None) => None,
+        },
+        policy_log: flags
+            .policy_log
+            .map(|group| twilld::policy::compile::LogDenied {
+                group,
+                rate: flags.policy_log_rate,
+            }),
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {

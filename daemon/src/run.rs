@@ -9,11 +9,17 @@
 //! 3. Routes are swept only after the first complete list of peers (see `apply`).
 //! 4. On SIGTERM nothing is removed and the lease is not revoked: a restart (upgrade,
 //!    crash) must not interrupt pod traffic, and the next start takes the same lease back.
+//!
+//! The controllers over Kubernetes objects (the NetworkPolicy engine) start first, beside
+//! the HTTP server: they depend on the object source, not on etcd, so an etcd outage at
+//! start does not hold back policy updates. Each is its own task with its own module; this
+//! file only starts them.
 
 use crate::backend::{self, Backend, UnderlayInfo, apply, plan};
 use crate::lease::manager::{self, HeldLease, LeaseStatus, NodeIdentity, PeerSet};
 use crate::lease::registry::Registry;
 use crate::netconf::NetConfig;
+use crate::source::SourceConfig;
 use crate::state::{LeasePhase, State, now};
 use ipnetwork::Ipv4Network;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -40,6 +46,10 @@ pub struct Options {
     pub lease_ttl: Duration,
     /// Full resync interval even without peer changes (level-triggered repair).
     pub resync: Duration,
+    /// Where Kubernetes objects come from; `None` turns the policy engine off.
+    pub source: Option<SourceConfig>,
+    /// nflog for packets NetworkPolicy denies (`--policy-log`).
+    pub policy_log: Option<crate::policy::compile::LogDenied>,
 }
 
 /// Runs until `shutdown` becomes true. Errors only for what an operator must fix first
@@ -69,6 +79,24 @@ pub async fn run(opts: Options, mut shutdown: watch::Receiver<bool>) -> anyhow::
                 })
                 .await;
         });
+    }
+
+    // 0. Controllers over Kubernetes objects.
+    if let Some(cfg) = opts.source.clone() {
+        let src = crate::source::spawn(cfg, state.clone(), shutdown.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("object source: {e}"))?;
+        let popts = crate::policy::compile::Options {
+            node: opts.node_name.clone(),
+            log_denied: opts.policy_log.clone(),
+        };
+        tokio::spawn(crate::policy::controller::run(
+            src.models,
+            popts,
+            state.clone(),
+            opts.resync,
+            shutdown.clone(),
+        ));
     }
 
     // 1. etcd, config and lease, retried until they work.
