@@ -211,7 +211,9 @@ async fn status(AxState(state): AxState<Arc<State>>) -> impl IntoResponse {
 type Query = axum::extract::Query<std::collections::HashMap<String, String>>;
 
 /// The policy engine's latest snapshot, or the reason there is none.
-fn policy_view(state: &State) -> Result<Arc<crate::policy::controller::View>, (StatusCode, String)> {
+fn policy_view(
+    state: &State,
+) -> Result<Arc<crate::policy::controller::View>, (StatusCode, String)> {
     state
         .policy_view
         .lock()
@@ -241,7 +243,12 @@ async fn policy_list(AxState(state): AxState<Arc<State>>) -> axum::response::Res
         Err(e) => return e.into_response(),
     };
     let kernel = kernel_table().await;
-    Json(crate::policy::explain::list(&v.model, &v.compiled, kernel.as_ref())).into_response()
+    Json(crate::policy::explain::list(
+        &v.model,
+        &v.compiled,
+        kernel.as_ref(),
+    ))
+    .into_response()
 }
 
 async fn policy_show(
@@ -279,14 +286,20 @@ async fn policy_explain(
     let port: u16 = match arg("port").parse() {
         Ok(p) => p,
         Err(_) => {
-            return (StatusCode::BAD_REQUEST, format!("port: {:?} is not a port number\n", arg("port")))
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("port: {:?} is not a port number\n", arg("port")),
+            )
                 .into_response();
         }
     };
     let Some(proto) = crate::source::model::Protocol::parse(&arg("protocol").to_uppercase()) else {
         return (
             StatusCode::BAD_REQUEST,
-            format!("protocol: {:?} is not one of TCP, UDP, SCTP\n", arg("protocol")),
+            format!(
+                "protocol: {:?} is not one of TCP, UDP, SCTP\n",
+                arg("protocol")
+            ),
         )
             .into_response();
     };

@@ -19,7 +19,10 @@ use twilld::source::convert;
 use twilld::source::model::*;
 
 fn cases() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../e2e/testdata/netpol-upstream.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../e2e/testdata/netpol-upstream.json"
+    );
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
@@ -106,7 +109,10 @@ fn apply_action(m: &mut Model, a: &Value) {
         }
         "delete_all_policies" => m.policies.clear(),
         "add_namespace_labels" | "set_namespace_labels" => {
-            let n = m.namespaces.get_mut(a["namespace"].as_str().unwrap()).unwrap();
+            let n = m
+                .namespaces
+                .get_mut(a["namespace"].as_str().unwrap())
+                .unwrap();
             if a["action"] == "set_namespace_labels" {
                 n.labels.retain(|k, _| k == NAMESPACE_NAME_LABEL);
             }
@@ -137,7 +143,10 @@ fn nft_allows(m: &Model, src: &Pod, dst: &Pod, p: Protocol, port: u16) -> bool {
         dport: port,
         ct: CtState::New,
     };
-    let mut nodes = vec![src.node_name.clone().unwrap(), dst.node_name.clone().unwrap()];
+    let mut nodes = vec![
+        src.node_name.clone().unwrap(),
+        dst.node_name.clone().unwrap(),
+    ];
     nodes.dedup();
     nodes.iter().all(|n| {
         let c = compile(
@@ -192,8 +201,14 @@ fn every_upstream_case_matches_through_the_compiled_tables() {
                         let got = nft_allows(&m, s, d, p, port);
                         let sem = semantics::evaluate(
                             &m,
-                            &End { pod: Some(s), ip: s.ips[0] },
-                            &End { pod: Some(d), ip: d.ips[0] },
+                            &End {
+                                pod: Some(s),
+                                ip: s.ips[0],
+                            },
+                            &End {
+                                pod: Some(d),
+                                ip: d.ips[0],
+                            },
                             p,
                             port,
                         )
@@ -217,5 +232,10 @@ fn every_upstream_case_matches_through_the_compiled_tables() {
     eprintln!("{cells} cells checked ({sctp_cells} SCTP)");
     assert!(cells > 400, "the file was read: {cells} cells");
     assert!(sctp_cells > 0);
-    assert!(mismatches.is_empty(), "{} mismatches:\n{}", mismatches.len(), mismatches.join("\n"));
+    assert!(
+        mismatches.is_empty(),
+        "{} mismatches:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
 }

@@ -41,7 +41,9 @@ fn setup() -> Node {
     for (i, (key, v4, v6)) in PODS.iter().enumerate() {
         let ns = Netns::new("tpp");
         let host = format!("vp{i}");
-        node.ip(&["link", "add", &host, "type", "veth", "peer", "name", "eth0", "netns", &ns.name]);
+        node.ip(&[
+            "link", "add", &host, "type", "veth", "peer", "name", "eth0", "netns", &ns.name,
+        ]);
         node.ip(&["link", "set", &host, "master", "br0", "up"]);
         ns.ip(&["addr", "add", &format!("{v4}/24"), "dev", "eth0"]);
         ns.ip(&["addr", "add", &format!("{v6}/64"), "dev", "eth0", "nodad"]);
@@ -56,7 +58,18 @@ fn setup() -> Node {
         pods.push((key.to_string(), ns, v4.to_string(), v6.to_string()));
     }
     let outside = Netns::new("tpo");
-    node.ip(&["link", "add", "vout", "type", "veth", "peer", "name", "eth0", "netns", &outside.name]);
+    node.ip(&[
+        "link",
+        "add",
+        "vout",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        &outside.name,
+    ]);
     node.ip(&["addr", "add", "10.60.0.1/24", "dev", "vout"]);
     node.ip(&["link", "set", "vout", "up"]);
     outside.ip(&["addr", "add", &format!("{OUTSIDE}/24"), "dev", "eth0"]);
@@ -205,12 +218,25 @@ fn policies_allow_and_deny_real_traffic() {
     let m = model(vec![pol]);
     let c = compile(&m, &opts());
     n.apply(None, &c.table).unwrap();
-    assert_eq!(normalized(&n.kernel().unwrap()), normalized(&c.table), "read back");
+    assert_eq!(
+        normalized(&n.kernel().unwrap()),
+        normalized(&c.table),
+        "read back"
+    );
 
     let a = n.v4("x/a").to_owned();
-    assert!(reach(n.pod("x/b"), &a, Proto::Tcp, 81), "x/b -> x/a web: allowed");
-    assert!(!reach(n.pod("x/b"), &a, Proto::Tcp, 80), "x/b -> x/a 80: no rule");
-    assert!(!reach(n.pod("y/c"), &a, Proto::Tcp, 81), "y/c is not pod=b in x");
+    assert!(
+        reach(n.pod("x/b"), &a, Proto::Tcp, 81),
+        "x/b -> x/a web: allowed"
+    );
+    assert!(
+        !reach(n.pod("x/b"), &a, Proto::Tcp, 80),
+        "x/b -> x/a 80: no rule"
+    );
+    assert!(
+        !reach(n.pod("y/c"), &a, Proto::Tcp, 81),
+        "y/c is not pod=b in x"
+    );
     assert!(reach(&n.outside, &a, Proto::Udp, 80), "routed, ipBlock");
     assert!(!reach(&n.outside, &a, Proto::Tcp, 81), "routed, no rule");
     // IPv6: x/b's IPv6 address is a selector peer too.
@@ -244,7 +270,10 @@ fn pod_churn_is_applied_incrementally_and_a_failed_apply_keeps_the_ruleset() {
     let c1 = compile(&m1, &opts());
     n.apply(None, &c1.table).unwrap();
     let a = n.v4("x/a").to_owned();
-    assert!(!reach(n.pod("x/b"), &a, Proto::Tcp, 80), "x/b has no role yet");
+    assert!(
+        !reach(n.pod("x/b"), &a, Proto::Tcp, 80),
+        "x/b has no role yet"
+    );
 
     // Relabel x/b: set elements only, and now it gets through.
     let mut m2 = m1.clone();
@@ -258,7 +287,10 @@ fn pod_churn_is_applied_incrementally_and_a_failed_apply_keeps_the_ruleset() {
     assert!(summary.elements_only(), "{summary:?}");
     assert_eq!(summary.elements_added, 2, "IPv4 and IPv6 address");
     n.in_node(|| apply::commit(&tx)).unwrap();
-    assert!(reach(n.pod("x/b"), &a, Proto::Tcp, 80), "relabelled peer allowed");
+    assert!(
+        reach(n.pod("x/b"), &a, Proto::Tcp, 80),
+        "relabelled peer allowed"
+    );
     assert_eq!(normalized(&n.kernel().unwrap()), normalized(&c2.table));
 
     // A transaction the kernel refuses (a rule jumping to a chain that does not exist)
@@ -267,11 +299,17 @@ fn pod_churn_is_applied_incrementally_and_a_failed_apply_keeps_the_ruleset() {
     if let Some(ch) = broken.chains.iter_mut().find(|c| c.name == "ns-in/x") {
         ch.rules.insert(
             0,
-            nft::Rule::new(vec![nft::Stmt::Verdict(nft::Verdict::Jump("missing".into()))]),
+            nft::Rule::new(vec![nft::Stmt::Verdict(nft::Verdict::Jump(
+                "missing".into(),
+            ))]),
         );
     }
     assert!(n.apply(Some(&c2.table), &broken).is_err());
-    assert_eq!(normalized(&n.kernel().unwrap()), normalized(&c2.table), "kept");
+    assert_eq!(
+        normalized(&n.kernel().unwrap()),
+        normalized(&c2.table),
+        "kept"
+    );
     assert!(reach(n.pod("x/b"), &a, Proto::Tcp, 80));
     assert!(!reach(n.pod("y/c"), &a, Proto::Tcp, 80));
 
@@ -309,10 +347,19 @@ fn egress_isolation_blocks_the_source_side() {
     let c = compile(&model(vec![pol]), &opts());
     n.apply(None, &c.table).unwrap();
     let b = n.pod("x/b");
-    assert!(reach(b, n.v4("y/c"), Proto::Tcp, 81), "to namespace y, 80-81");
+    assert!(
+        reach(b, n.v4("y/c"), Proto::Tcp, 81),
+        "to namespace y, 80-81"
+    );
     assert!(!reach(b, n.v4("y/c"), Proto::Udp, 80), "UDP not listed");
     assert!(!reach(b, n.v4("x/a"), Proto::Tcp, 80), "x/a is not in y");
     assert!(!reach(b, OUTSIDE, Proto::Tcp, 80), "outside denied too");
-    assert!(reach(n.pod("x/a"), OUTSIDE, Proto::Tcp, 80), "x/a is not isolated");
-    assert!(reach(n.pod("x/a"), n.v4("x/b"), Proto::Tcp, 80), "ingress to x/b open; replies pass");
+    assert!(
+        reach(n.pod("x/a"), OUTSIDE, Proto::Tcp, 80),
+        "x/a is not isolated"
+    );
+    assert!(
+        reach(n.pod("x/a"), n.v4("x/b"), Proto::Tcp, 80),
+        "ingress to x/b open; replies pass"
+    );
 }

@@ -258,7 +258,14 @@ fn policy(cli: &Cli, cmd: &PolicyCmd) -> Result<String, String> {
                 })
                 .collect();
             Ok(table(
-                &["POLICY", "POD SELECTOR", "TYPES", "RULES IN/OUT", "PODS", "ACCEPTED PKTS"],
+                &[
+                    "POLICY",
+                    "POD SELECTOR",
+                    "TYPES",
+                    "RULES IN/OUT",
+                    "PODS",
+                    "ACCEPTED PKTS",
+                ],
                 &rows,
             ))
         }
@@ -285,12 +292,20 @@ fn policy(cli: &Cli, cmd: &PolicyCmd) -> Result<String, String> {
             }
             for rule in &r.rules {
                 out.push_str(&format!("\n{}[{}]:", rule.direction, rule.index));
-                let peer_word = if rule.direction == "ingress" { "from" } else { "to" };
+                let peer_word = if rule.direction == "ingress" {
+                    "from"
+                } else {
+                    "to"
+                };
                 if rule.peers.is_empty() {
                     out.push_str(&format!("\n  {peer_word}: every peer"));
                 }
                 for peer in &rule.peers {
-                    out.push_str(&format!("\n  {peer_word}: {} -> {} pods", peer.peer, peer.pods.len()));
+                    out.push_str(&format!(
+                        "\n  {peer_word}: {} -> {} pods",
+                        peer.peer,
+                        peer.pods.len()
+                    ));
                     for p in &peer.pods {
                         out.push_str(&format!("\n    {p}"));
                     }

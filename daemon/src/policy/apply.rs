@@ -16,7 +16,7 @@
 
 use super::compile::TABLE;
 use std::collections::{BTreeMap, HashSet};
-use twill_net::nft::{Chain, Family, NftError, Set, SetElem, TableRef, Table, Transaction};
+use twill_net::nft::{Chain, Family, NftError, Set, SetElem, Table, TableRef, Transaction};
 
 /// The engine's table.
 pub fn table_ref() -> TableRef {
@@ -71,7 +71,7 @@ fn full(next: &Table) -> (Transaction, PlanSummary) {
     };
     tx.add_table(&t).delete_table(&t).add_table(&t);
     for c in &next.chains {
-        tx.add_chain(&t, &c.name, c.base.clone());
+        tx.add_chain(&t, &c.name, c.base);
         sum.chains_added += 1;
     }
     for s in &next.sets {
@@ -112,13 +112,12 @@ fn incremental(cur: &Table, next: &Table) -> (Transaction, PlanSummary) {
     let next_chains: BTreeMap<&str, &Chain> =
         next.chains.iter().map(|c| (c.name.as_str(), c)).collect();
     let cur_sets: BTreeMap<&str, &Set> = cur.sets.iter().map(|s| (s.name.as_str(), s)).collect();
-    let next_sets: BTreeMap<&str, &Set> =
-        next.sets.iter().map(|s| (s.name.as_str(), s)).collect();
+    let next_sets: BTreeMap<&str, &Set> = next.sets.iter().map(|s| (s.name.as_str(), s)).collect();
 
     // 1. New chains, empty (map elements and rules may refer to them).
     for c in &next.chains {
         if !cur_chains.contains_key(c.name.as_str()) {
-            tx.add_chain(&t, &c.name, c.base.clone());
+            tx.add_chain(&t, &c.name, c.base);
             sum.chains_added += 1;
         }
     }

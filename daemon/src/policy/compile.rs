@@ -33,7 +33,7 @@
 use super::naming;
 use super::semantics::{Direction, in_block};
 use crate::source::model::{
-    Model, NetworkPolicy, ObjectKey, Peer, PolicyRule, Pod, PortRef, Protocol,
+    Model, NetworkPolicy, ObjectKey, Peer, Pod, PolicyRule, PortRef, Protocol,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -658,4 +658,3 @@ fn addr_elements<'p>(pods: impl Iterator<Item = &'p Pod>, fam: IpFamily) -> Vec<
         })
         .collect()
 }
-

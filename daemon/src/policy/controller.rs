@@ -89,7 +89,10 @@ pub async fn run(
             let kernel = tokio::task::block_in_place(|| twill_net::nft::read_table(&table_ref()));
             let intact = matches!(&kernel, Ok(Some(k)) if normalized(k) == normalized(ours));
             if !intact {
-                tracing::warn!("table inet {} differs from what twilld wrote; replacing it", compile::TABLE);
+                tracing::warn!(
+                    "table inet {} differs from what twilld wrote; replacing it",
+                    compile::TABLE
+                );
                 applied = None;
             }
         }

@@ -74,10 +74,7 @@ pub fn resolve<'a>(model: &'a Model, s: &str) -> Result<End<'a>, String> {
         .ips
         .first()
         .ok_or_else(|| format!("pod {ns}/{name} has no address yet"))?;
-    Ok(End {
-        pod: Some(pod),
-        ip,
-    })
+    Ok(End { pod: Some(pod), ip })
 }
 
 fn end_info(e: &End) -> EndInfo {
@@ -270,7 +267,12 @@ pub fn counters(kernel: Option<&Table>, objs: &PolicyObjects) -> (u64, u64) {
     sum
 }
 
-fn summary(model: &Model, c: &Compiled, kernel: Option<&Table>, p: &NetworkPolicy) -> PolicySummary {
+fn summary(
+    model: &Model,
+    c: &Compiled,
+    kernel: Option<&Table>,
+    p: &NetworkPolicy,
+) -> PolicySummary {
     let objs = c.policies.get(&p.key()).cloned().unwrap_or_default();
     let (packets, bytes) = counters(kernel, &objs);
     PolicySummary {
@@ -279,7 +281,11 @@ fn summary(model: &Model, c: &Compiled, kernel: Option<&Table>, p: &NetworkPolic
         types: types(p),
         ingress_rules: semantics::rules(p, Direction::Ingress).len(),
         egress_rules: semantics::rules(p, Direction::Egress).len(),
-        selected_pods: model.pods.values().filter(|pod| semantics::selects(p, pod)).count(),
+        selected_pods: model
+            .pods
+            .values()
+            .filter(|pod| semantics::selects(p, pod))
+            .count(),
         local_pods: objs.local_pods.len(),
         packets,
         bytes,
@@ -368,9 +374,11 @@ pub fn show(
                     let resolved = match (&pp.port, dir) {
                         (Some(pref @ PortRef::Name(_)), Direction::Ingress) => selected
                             .iter()
-                            .map(|pod| match semantics::resolve_port(pref, pp.protocol, Some(pod)) {
-                                Some(n) => format!("{}: {n}", pod.key()),
-                                None => format!("{}: not defined (matches nothing)", pod.key()),
+                            .map(|pod| {
+                                match semantics::resolve_port(pref, pp.protocol, Some(pod)) {
+                                    Some(n) => format!("{}: {n}", pod.key()),
+                                    None => format!("{}: not defined (matches nothing)", pod.key()),
+                                }
                             })
                             .collect(),
                         (Some(PortRef::Name(_)), Direction::Egress) => {

@@ -8,7 +8,7 @@
 //! not on the packet path, so it favours clarity over speed.
 
 use crate::source::model::{
-    IpBlock, Model, NetworkPolicy, Peer, PolicyPort, PolicyRule, Pod, PortRef, Protocol,
+    IpBlock, Model, NetworkPolicy, Peer, Pod, PolicyPort, PolicyRule, PortRef, Protocol,
 };
 use std::net::IpAddr;
 
@@ -85,9 +85,9 @@ pub fn peer_matches(model: &Model, policy_ns: &str, peer: &Peer, remote: &End) -
         Peer::Pods(sel) => remote
             .pod
             .is_some_and(|p| !p.host_network && p.namespace == policy_ns && sel.matches(&p.labels)),
-        Peer::Namespaces(nsel) => remote.pod.is_some_and(|p| {
-            !p.host_network && ns_labels(p).is_some_and(|l| nsel.matches(l))
-        }),
+        Peer::Namespaces(nsel) => remote
+            .pod
+            .is_some_and(|p| !p.host_network && ns_labels(p).is_some_and(|l| nsel.matches(l))),
         Peer::PodsInNamespaces { pods, namespaces } => remote.pod.is_some_and(|p| {
             !p.host_network
                 && pods.matches(&p.labels)
@@ -146,7 +146,9 @@ pub enum Side {
     NotIsolated,
     Allowed(Allowed),
     /// Isolated by `policies`, and no rule of theirs matched.
-    Denied { policies: Vec<String> },
+    Denied {
+        policies: Vec<String>,
+    },
 }
 
 impl Side {

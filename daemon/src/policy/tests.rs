@@ -135,7 +135,10 @@ fn allowed(m: &Model, src: &str, dst: &str, proto: Protocol, port: u16) -> bool 
             .accepted
     });
     let sem = semantics::evaluate(m, &se, &de, proto, port).allowed();
-    assert_eq!(nft, sem, "{src} -> {dst} {proto}/{port}: nft {nft}, semantics {sem}");
+    assert_eq!(
+        nft, sem,
+        "{src} -> {dst} {proto}/{port}: nft {nft}, semantics {sem}"
+    );
     nft
 }
 
@@ -167,10 +170,18 @@ fn default_deny_ingress_isolates_selected_pods_only() {
     let m = three_pods().policy(policy("x/deny", Selector::default())).0;
     assert!(!allowed(&m, "10.0.2.10", "10.0.1.10", Protocol::Tcp, 80));
     assert!(!allowed(&m, "10.0.1.11", "10.0.1.10", Protocol::Udp, 81));
-    assert!(allowed(&m, "10.0.1.10", "10.0.1.11", Protocol::Tcp, 80), "egress not isolated");
+    assert!(
+        allowed(&m, "10.0.1.10", "10.0.1.11", Protocol::Tcp, 80),
+        "egress not isolated"
+    );
     let c = compile(&m, &opts("n1"));
     assert_eq!(c.enforced_pods.len(), 1, "only x/a is on n1 and in x");
-    let map = c.table.sets.iter().find(|s| s.name == "ingress4").expect("map");
+    let map = c
+        .table
+        .sets
+        .iter()
+        .find(|s| s.name == "ingress4")
+        .expect("map");
     assert_eq!(map.elements.len(), 1);
 }
 
@@ -185,7 +196,11 @@ fn replies_and_established_flows_pass() {
         dport: 80,
         ct: CtState::Established,
     };
-    assert!(trace(&c.table, Hook::Forward, &pkt).expect("trace").accepted);
+    assert!(
+        trace(&c.table, Hook::Forward, &pkt)
+            .expect("trace")
+            .accepted
+    );
 }
 
 #[test]
@@ -205,9 +220,18 @@ fn pod_and_namespace_selectors_alone_and_together() {
         .pod("y/b", "n2", &["10.0.2.11"], &[("pod", "b")])
         .policy(p)
         .0;
-    assert!(allowed(&m, "10.0.2.10", "10.0.1.10", Protocol::Tcp, 80), "x/b: pods peer");
-    assert!(allowed(&m, "10.0.1.11", "10.0.1.10", Protocol::Udp, 9), "y/a: both");
-    assert!(!allowed(&m, "10.0.2.11", "10.0.1.10", Protocol::Tcp, 80), "y/b: neither");
+    assert!(
+        allowed(&m, "10.0.2.10", "10.0.1.10", Protocol::Tcp, 80),
+        "x/b: pods peer"
+    );
+    assert!(
+        allowed(&m, "10.0.1.11", "10.0.1.10", Protocol::Udp, 9),
+        "y/a: both"
+    );
+    assert!(
+        !allowed(&m, "10.0.2.11", "10.0.1.10", Protocol::Tcp, 80),
+        "y/b: neither"
+    );
     let mut q = policy("x/nsonly", sel(&[("pod", "a")]));
     q.ingress = vec![PolicyRule {
         peers: vec![Peer::Namespaces(Selector {
@@ -251,7 +275,10 @@ fn ports_numbers_ranges_protocols_and_sctp() {
     let (s, d) = ("10.0.2.10", "10.0.1.10");
     assert!(allowed(&m, s, d, Protocol::Tcp, 80));
     assert!(!allowed(&m, s, d, Protocol::Tcp, 81));
-    assert!(!allowed(&m, s, d, Protocol::Udp, 80), "TCP port does not open UDP");
+    assert!(
+        !allowed(&m, s, d, Protocol::Udp, 80),
+        "TCP port does not open UDP"
+    );
     assert!(allowed(&m, s, d, Protocol::Udp, 1000));
     assert!(allowed(&m, s, d, Protocol::Udp, 2000));
     assert!(!allowed(&m, s, d, Protocol::Udp, 2001));
@@ -268,17 +295,30 @@ fn ports_numbers_ranges_protocols_and_sctp() {
         .iter()
         .map(|r| r.render(c.table.family))
         .collect();
-    assert!(rules.iter().any(|r| r.starts_with("udp dport 1000-2000 counter")), "{rules:?}");
-    assert!(rules.iter().any(|r| r.starts_with("meta l4proto sctp counter")), "{rules:?}");
+    assert!(
+        rules
+            .iter()
+            .any(|r| r.starts_with("udp dport 1000-2000 counter")),
+        "{rules:?}"
+    );
+    assert!(
+        rules
+            .iter()
+            .any(|r| r.starts_with("meta l4proto sctp counter")),
+        "{rules:?}"
+    );
 }
 
 #[test]
 fn named_ports_resolve_per_destination_pod() {
     let mut m = three_pods();
     // x/c names port 8080 "serve-80-tcp"; x/a keeps 80; x/d does not define it.
-    m = m
-        .pod("x/c", "n1", &["10.0.1.12"], &[("pod", "c")])
-        .pod("x/d", "n1", &["10.0.1.13"], &[("pod", "d")]);
+    m = m.pod("x/c", "n1", &["10.0.1.12"], &[("pod", "c")]).pod(
+        "x/d",
+        "n1",
+        &["10.0.1.13"],
+        &[("pod", "d")],
+    );
     if let Some(p) = m.0.pods.get_mut(&ObjectKey::new("x", "c")) {
         for cp in &mut p.ports {
             if cp.name.as_deref() == Some("serve-80-tcp") {
@@ -303,8 +343,14 @@ fn named_ports_resolve_per_destination_pod() {
     assert!(allowed(&m, s, "10.0.1.10", Protocol::Tcp, 80));
     assert!(!allowed(&m, s, "10.0.1.12", Protocol::Tcp, 80));
     assert!(allowed(&m, s, "10.0.1.12", Protocol::Tcp, 8080));
-    assert!(!allowed(&m, s, "10.0.1.13", Protocol::Tcp, 80), "name not defined");
-    assert!(!allowed(&m, s, "10.0.1.10", Protocol::Udp, 80), "name is per protocol");
+    assert!(
+        !allowed(&m, s, "10.0.1.13", Protocol::Tcp, 80),
+        "name not defined"
+    );
+    assert!(
+        !allowed(&m, s, "10.0.1.10", Protocol::Udp, 80),
+        "name is per protocol"
+    );
     let c = compile(&m, &opts("n1"));
     let set = c
         .table
@@ -313,10 +359,21 @@ fn named_ports_resolve_per_destination_pod() {
         .find(|s| s.name == "nport4/x/named/in0")
         .expect("named port set");
     assert_eq!(
-        set.elements.iter().map(|e| e.key.clone()).collect::<Vec<_>>(),
+        set.elements
+            .iter()
+            .map(|e| e.key.clone())
+            .collect::<Vec<_>>(),
         vec![
-            vec![KeyPart::Addr("10.0.1.10".parse().expect("ip")), KeyPart::Proto(6), KeyPart::Port(80)],
-            vec![KeyPart::Addr("10.0.1.12".parse().expect("ip")), KeyPart::Proto(6), KeyPart::Port(8080)],
+            vec![
+                KeyPart::Addr("10.0.1.10".parse().expect("ip")),
+                KeyPart::Proto(6),
+                KeyPart::Port(80)
+            ],
+            vec![
+                KeyPart::Addr("10.0.1.12".parse().expect("ip")),
+                KeyPart::Proto(6),
+                KeyPart::Port(8080)
+            ],
         ]
     );
 }
@@ -337,7 +394,10 @@ fn egress_named_ports_resolve_on_the_destination() {
     let m = three_pods().policy(p).0;
     assert!(allowed(&m, "10.0.1.10", "10.0.1.11", Protocol::Udp, 81));
     assert!(!allowed(&m, "10.0.1.10", "10.0.1.11", Protocol::Udp, 80));
-    assert!(!allowed(&m, "10.0.1.10", "10.0.2.10", Protocol::Udp, 81), "x/b not in y");
+    assert!(
+        !allowed(&m, "10.0.1.10", "10.0.2.10", Protocol::Udp, 81),
+        "x/b not in y"
+    );
 }
 
 #[test]
@@ -352,8 +412,14 @@ fn ip_blocks_with_except_match_pod_addresses_too() {
     }];
     let m = three_pods().policy(p).0;
     assert!(allowed(&m, "10.0.2.10", "10.0.1.10", Protocol::Tcp, 80));
-    assert!(!allowed(&m, "10.0.1.11", "10.0.1.10", Protocol::Tcp, 80), "except");
-    assert!(!allowed(&m, "10.9.0.1", "10.0.1.10", Protocol::Tcp, 80), "outside");
+    assert!(
+        !allowed(&m, "10.0.1.11", "10.0.1.10", Protocol::Tcp, 80),
+        "except"
+    );
+    assert!(
+        !allowed(&m, "10.9.0.1", "10.0.1.10", Protocol::Tcp, 80),
+        "outside"
+    );
     let c = compile(&m, &opts("n1"));
     let chain = c
         .table
@@ -386,7 +452,10 @@ fn union_of_policies_and_egress_with_ingress() {
     assert!(allowed(&m, "10.0.1.11", "10.0.1.10", Protocol::Tcp, 80));
     assert!(allowed(&m, "10.0.1.11", "10.0.1.10", Protocol::Tcp, 81));
     assert!(!allowed(&m, "10.0.1.11", "10.0.1.10", Protocol::Tcp, 82));
-    assert!(!allowed(&m, "10.0.2.10", "10.0.1.10", Protocol::Tcp, 80), "x/b egress denied");
+    assert!(
+        !allowed(&m, "10.0.2.10", "10.0.1.10", Protocol::Tcp, 80),
+        "x/b egress denied"
+    );
     assert!(!allowed(&m, "10.0.2.10", "10.0.1.11", Protocol::Tcp, 80));
 }
 
@@ -484,14 +553,20 @@ fn compiled_rules_agree_with_the_semantics_on_random_models() {
             for j in 0..3 {
                 let ip = format!("10.{}.{}.{}", round % 200, i, j + 1);
                 let node = format!("n{}", rng.next(2));
-                let l = [("app", vals[rng.next(3) as usize]), ("tier", vals[rng.next(3) as usize])];
+                let l = [
+                    ("app", vals[rng.next(3) as usize]),
+                    ("tier", vals[rng.next(3) as usize]),
+                ];
                 m = m.pod(&format!("{ns}/p{j}"), &node, &[&ip], &l);
                 ips.push(ip);
             }
         }
         for k in 0..(1 + rng.next(4)) {
             let ns = ["x", "y", "z"][rng.next(3) as usize];
-            let mut p = policy(&format!("{ns}/p{k}"), sel(&[("app", vals[rng.next(3) as usize])]));
+            let mut p = policy(
+                &format!("{ns}/p{k}"),
+                sel(&[("app", vals[rng.next(3) as usize])]),
+            );
             p.egress_isolation = rng.next(2) == 0;
             p.ingress_isolation = !p.egress_isolation || rng.next(2) == 0;
             let rule = |rng: &mut Lcg| {
@@ -499,14 +574,20 @@ fn compiled_rules_agree_with_the_semantics_on_random_models() {
                 for _ in 0..rng.next(3) {
                     peers.push(match rng.next(4) {
                         0 => Peer::Pods(sel(&[("tier", vals[rng.next(3) as usize])])),
-                        1 => Peer::Namespaces(sel(&[("ns", ["x", "y", "z"][rng.next(3) as usize])])),
+                        1 => {
+                            Peer::Namespaces(sel(&[("ns", ["x", "y", "z"][rng.next(3) as usize])]))
+                        }
                         2 => Peer::PodsInNamespaces {
                             pods: sel(&[("app", vals[rng.next(3) as usize])]),
                             namespaces: Selector::default(),
                         },
                         _ => Peer::IpBlock(IpBlock {
                             cidr: format!("10.{}.0.0/16", round % 200).parse().expect("net"),
-                            except: vec![format!("10.{}.{}.0/24", round % 200, rng.next(3)).parse().expect("net")],
+                            except: vec![
+                                format!("10.{}.{}.0/24", round % 200, rng.next(3))
+                                    .parse()
+                                    .expect("net"),
+                            ],
                         }),
                     });
                 }
@@ -543,7 +624,11 @@ fn compiled_rules_agree_with_the_semantics_on_random_models() {
                 if s == d {
                     continue;
                 }
-                for (proto, port) in [(Protocol::Tcp, 80), (Protocol::Udp, 81), (Protocol::Tcp, 81)] {
+                for (proto, port) in [
+                    (Protocol::Tcp, 80),
+                    (Protocol::Udp, 81),
+                    (Protocol::Tcp, 81),
+                ] {
                     allowed(&m.0, s, d, proto, port);
                 }
             }
