@@ -223,6 +223,10 @@ fn policies_allow_and_deny_real_traffic() {
         normalized(&c.table),
         "read back"
     );
+    // nft itself prints exactly our rendering of the compiled table.
+    let listed = n.node.exec_ok(&["nft", "list", "table", "inet", "twill_policy"]);
+    println!("{listed}");
+    assert_eq!(listed, c.table.to_string());
 
     let a = n.v4("x/a").to_owned();
     assert!(

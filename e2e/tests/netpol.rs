@@ -310,6 +310,60 @@ fn garbage() -> Vec<u8> {
         .collect()
 }
 
+/// `netctl policy` on node 1 against the running daemons: list, show and explain.
+fn netctl_policy_explains(h: &Harness) {
+    let run = |args: &[&str]| {
+        let out = h.cluster.nodes[0]
+            .ns
+            .command(twill_testutil::bin_dir().join("netctl"))
+            .args(args)
+            .output()
+            .expect("run netctl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "netctl {args:?} failed: {err}");
+        text
+    };
+    let list: Value = serde_json::from_str(&run(&["policy", "list", "-o", "json"])).unwrap();
+    assert_eq!(list[0]["policy"], "x/allow-from-x", "{list}");
+    assert_eq!(list[0]["selected_pods"], 1, "{list}");
+    let table = run(&["policy", "list"]);
+    assert!(table.contains("x/allow-from-x") && table.contains("pod=a"), "{table}");
+    let show: Value =
+        serde_json::from_str(&run(&["policy", "show", "x/allow-from-x", "-o", "json"])).unwrap();
+    assert!(
+        show["selected"][0].as_str().unwrap().starts_with("x/a "),
+        "{show}"
+    );
+    let peers = show["rules"][0]["peers"][0]["pods"].as_array().unwrap();
+    assert_eq!(peers.len(), 2, "x/a and x/b are the peers: {show}");
+    // y/a (node 2) -> x/a (node 1): denied on x/a's node, by the ingress side.
+    let denied: Value =
+        serde_json::from_str(&run(&["policy", "explain", "y/a", "x/a", "80/tcp", "-o", "json"]))
+            .unwrap();
+    assert_eq!(denied["allowed"], false, "{denied}");
+    assert_eq!(denied["consistent"], true, "{denied}");
+    assert_eq!(denied["ingress"]["isolated_by"][0], "x/allow-from-x", "{denied}");
+    let node1 = denied["traces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["node"] == "node1")
+        .expect("a trace on x/a's node");
+    assert_eq!(node1["accepted"], false, "{denied}");
+    // x/b -> x/a: allowed by rule 0, peer 0.
+    println!("{}", run(&["policy", "explain", "y/a", "x/a", "80/tcp"]));
+    println!("{}", run(&["policy", "show", "x/allow-from-x"]));
+    let allowed = run(&["policy", "explain", "x/b", "x/a", "80/tcp"]);
+    println!("{allowed}");
+    assert!(allowed.contains("ALLOWED"), "{allowed}");
+    assert!(
+        allowed.contains("allowed by x/allow-from-x ingress[0] from[0]"),
+        "{allowed}"
+    );
+    assert!(allowed.contains("pol-in/x/allow-from-x"), "{allowed}");
+}
+
 #[test]
 fn bad_manifests_are_reported_and_policies_in_force_hold() {
     let mut h = Harness::start(&options(
@@ -343,6 +397,9 @@ fn bad_manifests_are_reported_and_policies_in_force_hold() {
     h.sync().expect("write manifests");
     applied(&h);
     assert_policy_holds(&h, "before the bad files");
+    if h.enforce {
+        netctl_policy_explains(&h);
+    }
 
     let dir = h.cluster.manifests_dir();
     // (a) a file that does not parse.

@@ -376,6 +376,9 @@ fn policy(cli: &Cli, cmd: &PolicyCmd) -> Result<String, String> {
                     t.node,
                     if t.accepted { "accepted" } else { "dropped" }
                 ));
+                if t.rules.is_empty() {
+                    out.push_str("\n  no rule applies: neither end is isolated on this node");
+                }
                 for r in &t.rules {
                     out.push_str(&format!("\n  {r}"));
                 }

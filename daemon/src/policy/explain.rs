@@ -129,7 +129,15 @@ fn node_trace(node: &str, table: &Table, pkt: &Packet) -> Result<NodeTrace, Stri
         rules: t
             .steps
             .iter()
-            .map(|s| format!("{} #{}: {}", s.chain, s.rule, s.text))
+            // The compiled table's counters are zero: they say nothing here.
+            .map(|s| {
+                format!(
+                    "{} #{}: {}",
+                    s.chain,
+                    s.rule,
+                    s.text.replace(" counter packets 0 bytes 0", " counter")
+                )
+            })
             .collect(),
     })
 }
