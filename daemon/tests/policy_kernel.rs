@@ -29,6 +29,7 @@ const PODS: [(&str, &str, &str); 3] = [
 const OUTSIDE: &str = "10.60.0.2";
 
 fn setup() -> Node {
+    twill_testutil::require_tool("nft", "nftables");
     let node = Netns::new("tpn");
     node.ip(&["link", "add", "br0", "type", "bridge"]);
     node.ip(&["addr", "add", "10.50.0.1/24", "dev", "br0"]);
@@ -216,7 +217,15 @@ fn policies_allow_and_deny_real_traffic() {
         ],
     );
     let m = model(vec![pol]);
-    let c = compile(&m, &opts());
+    // With --policy-log: the rate-limited nflog rule is accepted by the kernel too.
+    let log_opts = Options {
+        log_denied: Some(twilld::policy::compile::LogDenied {
+            group: 100,
+            rate: 10,
+        }),
+        ..opts()
+    };
+    let c = compile(&m, &log_opts);
     n.apply(None, &c.table).unwrap();
     assert_eq!(
         normalized(&n.kernel().unwrap()),
@@ -224,7 +233,9 @@ fn policies_allow_and_deny_real_traffic() {
         "read back"
     );
     // nft itself prints exactly our rendering of the compiled table.
-    let listed = n.node.exec_ok(&["nft", "list", "table", "inet", "twill_policy"]);
+    let listed = n
+        .node
+        .exec_ok(&["nft", "list", "table", "inet", "twill_policy"]);
     println!("{listed}");
     assert_eq!(listed, c.table.to_string());
 
@@ -257,6 +268,21 @@ fn policies_allow_and_deny_real_traffic() {
     let objs = c.policies.values().next().unwrap();
     let (packets, _) = twilld::policy::explain::counters(Some(&k), objs);
     assert!(packets >= 3, "accepted packets counted: {packets}");
+    // ... and the namespace chain's drop rule counts what was denied.
+    let drops: u64 = k
+        .chains
+        .iter()
+        .find(|c| c.name == "ns-in/x")
+        .unwrap()
+        .rules
+        .iter()
+        .flat_map(|r| &r.stmts)
+        .filter_map(|s| match s {
+            nft::Stmt::Counter { packets, .. } => Some(*packets),
+            _ => None,
+        })
+        .sum();
+    assert!(drops >= 3, "denied packets counted: {drops}");
 }
 
 #[test]

@@ -328,7 +328,10 @@ fn netctl_policy_explains(h: &Harness) {
     assert_eq!(list[0]["policy"], "x/allow-from-x", "{list}");
     assert_eq!(list[0]["selected_pods"], 1, "{list}");
     let table = run(&["policy", "list"]);
-    assert!(table.contains("x/allow-from-x") && table.contains("pod=a"), "{table}");
+    assert!(
+        table.contains("x/allow-from-x") && table.contains("pod=a"),
+        "{table}"
+    );
     let show: Value =
         serde_json::from_str(&run(&["policy", "show", "x/allow-from-x", "-o", "json"])).unwrap();
     assert!(
@@ -338,12 +341,16 @@ fn netctl_policy_explains(h: &Harness) {
     let peers = show["rules"][0]["peers"][0]["pods"].as_array().unwrap();
     assert_eq!(peers.len(), 2, "x/a and x/b are the peers: {show}");
     // y/a (node 2) -> x/a (node 1): denied on x/a's node, by the ingress side.
-    let denied: Value =
-        serde_json::from_str(&run(&["policy", "explain", "y/a", "x/a", "80/tcp", "-o", "json"]))
-            .unwrap();
+    let denied: Value = serde_json::from_str(&run(&[
+        "policy", "explain", "y/a", "x/a", "80/tcp", "-o", "json",
+    ]))
+    .unwrap();
     assert_eq!(denied["allowed"], false, "{denied}");
     assert_eq!(denied["consistent"], true, "{denied}");
-    assert_eq!(denied["ingress"]["isolated_by"][0], "x/allow-from-x", "{denied}");
+    assert_eq!(
+        denied["ingress"]["isolated_by"][0], "x/allow-from-x",
+        "{denied}"
+    );
     let node1 = denied["traces"]
         .as_array()
         .unwrap()
