@@ -103,48 +103,46 @@ pub fn render_metrics(state: &State) -> String {
         load(&state.reconciles),
     );
     if let Some(p) = &s.policy {
-        gauge(
-            &mut reg,
-            "policy_applied_generation",
-            "Model generation whose NetworkPolicy ruleset is in the kernel",
-            p.applied_generation as i64,
-        );
-        gauge(
-            &mut reg,
-            "policies",
-            "NetworkPolicies in the model",
-            p.policies as i64,
-        );
-        gauge(
-            &mut reg,
-            "policy_enforced_pods",
-            "Pods on this node isolated by at least one NetworkPolicy",
-            p.enforced_pods as i64,
-        );
-        gauge(
-            &mut reg,
-            "policy_set_elements",
-            "Elements in the sets and maps of table inet twill_policy",
-            p.elements as i64,
-        );
-        gauge(
-            &mut reg,
-            "policy_compile_microseconds",
-            "Wall time of the last policy compile",
-            p.compile_us as i64,
-        );
-        gauge(
-            &mut reg,
-            "policy_apply_microseconds",
-            "Wall time of the last policy apply (one nftables transaction)",
-            p.apply_us as i64,
-        );
-        gauge(
-            &mut reg,
-            "policy_apply_failing",
-            "1 while the last policy apply failed (the previous ruleset stays in force)",
-            i64::from(p.error.is_some()),
-        );
+        let gauges: [(&str, &str, i64); 7] = [
+            (
+                "policy_applied_generation",
+                "Model generation whose NetworkPolicy ruleset is in the kernel",
+                p.applied_generation as i64,
+            ),
+            (
+                "policies",
+                "NetworkPolicies in the model",
+                p.policies as i64,
+            ),
+            (
+                "policy_enforced_pods",
+                "Pods on this node isolated by at least one NetworkPolicy",
+                p.enforced_pods as i64,
+            ),
+            (
+                "policy_set_elements",
+                "Elements in the sets and maps of table inet twill_policy",
+                p.elements as i64,
+            ),
+            (
+                "policy_compile_microseconds",
+                "Wall time of the last policy compile",
+                p.compile_us as i64,
+            ),
+            (
+                "policy_apply_microseconds",
+                "Wall time of the last policy apply (one nftables transaction)",
+                p.apply_us as i64,
+            ),
+            (
+                "policy_apply_failing",
+                "1 while the last policy apply failed (the previous ruleset stays in force)",
+                i64::from(p.error.is_some()),
+            ),
+        ];
+        for (name, help, v) in gauges {
+            gauge(&mut reg, name, help, v);
+        }
         counter(
             &mut reg,
             "policy_apply_errors",

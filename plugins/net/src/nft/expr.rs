@@ -391,21 +391,7 @@ fn lower_stmt(
             op,
             port,
         } => {
-            out.push(Expr::Meta {
-                key: META_L4PROTO,
-                dreg: REG_1,
-            });
-            out.push(Expr::Cmp {
-                sreg: REG_1,
-                op: CMP_EQ,
-                data: vec![proto.number()],
-            });
-            out.push(Expr::Payload {
-                base: PAYLOAD_TRANSPORT,
-                offset: port_offset(*field),
-                len: 2,
-                dreg: REG_1,
-            });
+            load_port(*proto, *field, out);
             out.push(Expr::Cmp {
                 sreg: REG_1,
                 op: cmp_op(*op),
@@ -590,21 +576,7 @@ fn lower_stmt(
             if lo > hi {
                 return Err(LowerError(format!("port range {lo}-{hi} is empty")));
             }
-            out.push(Expr::Meta {
-                key: META_L4PROTO,
-                dreg: REG_1,
-            });
-            out.push(Expr::Cmp {
-                sreg: REG_1,
-                op: CMP_EQ,
-                data: vec![proto.number()],
-            });
-            out.push(Expr::Payload {
-                base: PAYLOAD_TRANSPORT,
-                offset: port_offset(*field),
-                len: 2,
-                dreg: REG_1,
-            });
+            load_port(*proto, *field, out);
             out.push(Expr::Range {
                 sreg: REG_1,
                 op: RANGE_EQ,
@@ -783,6 +755,26 @@ fn push_dependency(
         _ => return Err(()),
     }
     Ok(())
+}
+
+/// `meta l4proto P` and the port field of the transport header loaded into register 1: the
+/// common start of a port match and a port range.
+fn load_port(proto: L4Proto, field: PortField, out: &mut Vec<Expr>) {
+    out.push(Expr::Meta {
+        key: META_L4PROTO,
+        dreg: REG_1,
+    });
+    out.push(Expr::Cmp {
+        sreg: REG_1,
+        op: CMP_EQ,
+        data: vec![proto.number()],
+    });
+    out.push(Expr::Payload {
+        base: PAYLOAD_TRANSPORT,
+        offset: port_offset(field),
+        len: 2,
+        dreg: REG_1,
+    });
 }
 
 fn lower_ip(
