@@ -12,7 +12,7 @@
 //! - [`subnet`]: unique test subnets.
 //! - [`stats`] and [`report`]: pure summaries and the `docs/benchmarks.md` rendering.
 //! - [`policy_model`]: the seeded cluster of namespaces, pods and NetworkPolicies the policy
-//!   benchmark compiles.
+//!   benchmark compiles; [`policy_report`]: its section of `docs/benchmarks.md`.
 //! - [`cluster`]: a multi-node cluster in namespaces: underlay, real etcd, one `twilld` per
 //!   node, pods through the `twill` CNI plugin.
 //! - [`podman`]: podman as a real CNI client, confined to a test "node" namespace and to its
@@ -26,6 +26,7 @@ pub mod cluster;
 pub mod plugins;
 pub mod podman;
 pub mod policy_model;
+pub mod policy_report;
 pub mod report;
 pub mod stats;
 pub mod subnet;
