@@ -555,7 +555,7 @@ pub fn generate(p: &Params) -> Model {
     assert!(p.pods_per_namespace > p.nodes && p.policies_per_namespace >= 4 && p.nodes >= 2);
     let total = p.namespaces * p.pods_per_namespace;
     assert!(
-        total % p.nodes == 0 && total / p.nodes <= 240,
+        total.is_multiple_of(p.nodes) && total / p.nodes <= 240,
         "pods must spread evenly, at most 240 per node"
     );
     let mut rng = Rng::new(p.seed);
