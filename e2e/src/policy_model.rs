@@ -93,6 +93,8 @@ const TEAMS: [&str; 8] = [
     "observability",
 ];
 const VERSIONS: [&str; 3] = ["v1", "v2", "v3"];
+/// The namespace the monitoring system runs in (the first of team `observability`).
+const MONITORING: &str = "ns-07";
 
 /// SplitMix64 (Steele, Lea, Flood 2014): tiny, fast, and fixed forever.
 #[derive(Debug, Clone)]
@@ -344,7 +346,7 @@ fn shaped_policy(rng: &mut Rng, ns: &str, team: &str, nss: &[String], i: usize) 
             &name("allow-monitoring"),
             Selector::default(),
             Some(vec![rule(
-                vec![Peer::Namespaces(sel(&[("team", "observability")]))],
+                vec![Peer::Namespaces(sel(&[(NAMESPACE_NAME_LABEL, MONITORING)]))],
                 vec![named("metrics")],
             )]),
             None,
@@ -369,7 +371,10 @@ fn shaped_policy(rng: &mut Rng, ns: &str, team: &str, nss: &[String], i: usize) 
             Some(vec![rule(
                 vec![Peer::PodsInNamespaces {
                     pods: sel(&[("tier", "frontend")]),
-                    namespaces: expr("env", SelectorOp::In, &["prod"]),
+                    namespaces: Selector {
+                        match_labels: labels(&[("team", team)]),
+                        match_expressions: expr("env", SelectorOp::In, &["prod"]).match_expressions,
+                    },
                 }],
                 vec![tcp(80), tcp(443)],
             )]),
@@ -492,20 +497,27 @@ fn shaped_policy(rng: &mut Rng, ns: &str, team: &str, nss: &[String], i: usize) 
             Some(vec![rule(
                 vec![Peer::PodsInNamespaces {
                     pods: sel(&[("app", "api")]),
-                    namespaces: expr("env", SelectorOp::NotIn, &["dev"]),
+                    namespaces: Selector {
+                        match_labels: labels(&[("team", team)]),
+                        match_expressions: expr("env", SelectorOp::NotIn, &["dev"])
+                            .match_expressions,
+                    },
                 }],
                 vec![named("grpc")],
             )]),
-            Some(vec![rule(
-                vec![
-                    Peer::PodsInNamespaces {
+            Some(vec![
+                rule(
+                    vec![Peer::PodsInNamespaces {
                         pods: sel(&[("app", "search")]),
-                        namespaces: Selector::default(),
-                    },
-                    block("10.240.0.0/14", &["10.240.0.0/24"]),
-                ],
-                vec![named("grpc"), tcp(9200)],
-            )]),
+                        namespaces: sel(&[("team", team)]),
+                    }],
+                    vec![named("grpc")],
+                ),
+                rule(
+                    vec![block("10.100.0.0/16", &["10.100.5.0/24"])],
+                    vec![tcp(9200)],
+                ),
+            ]),
         ),
         _ => policy(
             ns,
@@ -513,7 +525,11 @@ fn shaped_policy(rng: &mut Rng, ns: &str, team: &str, nss: &[String], i: usize) 
             sel(&[("app", "auth")]),
             Some(vec![rule(
                 vec![Peer::PodsInNamespaces {
-                    pods: expr("app", SelectorOp::In, &["api", "gateway", "web"]),
+                    pods: Selector {
+                        match_labels: labels(&[("tier", "frontend")]),
+                        match_expressions: expr("app", SelectorOp::In, &["gateway"])
+                            .match_expressions,
+                    },
                     namespaces: Selector::default(),
                 }],
                 vec![named("grpc"), tcp(8443)],
