@@ -102,6 +102,70 @@ pub fn render_metrics(state: &State) -> String {
         "Completed reconcile passes",
         load(&state.reconciles),
     );
+    if let Some(p) = &s.policy {
+        gauge(
+            &mut reg,
+            "policy_applied_generation",
+            "Model generation whose NetworkPolicy ruleset is in the kernel",
+            p.applied_generation as i64,
+        );
+        gauge(
+            &mut reg,
+            "policies",
+            "NetworkPolicies in the model",
+            p.policies as i64,
+        );
+        gauge(
+            &mut reg,
+            "policy_enforced_pods",
+            "Pods on this node isolated by at least one NetworkPolicy",
+            p.enforced_pods as i64,
+        );
+        gauge(
+            &mut reg,
+            "policy_set_elements",
+            "Elements in the sets and maps of table inet twill_policy",
+            p.elements as i64,
+        );
+        gauge(
+            &mut reg,
+            "policy_compile_microseconds",
+            "Wall time of the last policy compile",
+            p.compile_us as i64,
+        );
+        gauge(
+            &mut reg,
+            "policy_apply_microseconds",
+            "Wall time of the last policy apply (one nftables transaction)",
+            p.apply_us as i64,
+        );
+        gauge(
+            &mut reg,
+            "policy_apply_failing",
+            "1 while the last policy apply failed (the previous ruleset stays in force)",
+            i64::from(p.error.is_some()),
+        );
+        counter(
+            &mut reg,
+            "policy_apply_errors",
+            "Failed policy applies",
+            load(&state.policy_apply_errors),
+        );
+    }
+    if let Some(src) = &s.source {
+        gauge(
+            &mut reg,
+            "source_synced",
+            "1 once the Kubernetes object source has read every input",
+            i64::from(src.synced),
+        );
+        gauge(
+            &mut reg,
+            "source_errors",
+            "Current source problems (broken files, invalid objects, failing watches)",
+            src.errors.len() as i64,
+        );
+    }
     let mut out = String::new();
     if encode(&mut out, &reg).is_err() {
         return String::new();

@@ -117,6 +117,8 @@ pub struct State {
     pub backend_errors: AtomicU64,
     pub reconciles: AtomicU64,
     pub watch_errors: std::sync::Arc<AtomicU64>,
+    /// Failed policy applies (each kept the previous ruleset).
+    pub policy_apply_errors: AtomicU64,
     /// The policy engine's latest applied snapshot, for the API (`netctl policy`).
     pub policy_view: Mutex<Option<std::sync::Arc<crate::policy::controller::View>>>,
 }

@@ -13,8 +13,17 @@
 //! with `CNI_*` variables and the config on stdin, delegating to our `bridge` and
 //! `host-local`. Each node keeps its own subnet file, IPAM and delegate directories, so many
 //! "nodes" share one filesystem without seeing each other's state.
+//!
+//! Kubernetes objects reach the daemons through one manifest directory per cluster
+//! ([`Cluster::manifests_dir`], passed with `--manifests` through [`Cluster::daemon_args`]):
+//! it is the cluster's API server, shared by every node, each of which enforces the policies
+//! of the pods scheduled on it. Whether a change has reached the kernel is read from each
+//! daemon's `/status` ([`Cluster::wait_policies_applied`]), never guessed with a sleep.
+//! Processes a test starts inside pods ([`Cluster::spawn_in_pod`]) are killed by PID before
+//! the daemons when the cluster drops.
 
 use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -105,6 +114,10 @@ pub struct Cluster {
     pub lease_ttl_secs: u64,
     /// `--resync-secs` for daemons started from now on (default 5).
     pub resync_secs: u64,
+    /// Extra twilld arguments for daemons started from now on (e.g. `--manifests DIR`).
+    pub daemon_args: Vec<String>,
+    /// Processes started in pods (agents, servers), killed by PID when the cluster drops.
+    background: Vec<Child>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -170,6 +183,7 @@ impl Cluster {
                 daemon: None,
             });
         }
+        std::fs::create_dir_all(tmp.path().join("manifests")).expect("manifests dir");
         let c = Cluster {
             pods: Vec::new(),
             nodes,
@@ -179,6 +193,8 @@ impl Cluster {
             net_conf: net_conf.to_owned(),
             lease_ttl_secs: 24 * 3600,
             resync_secs: 5,
+            daemon_args: Vec::new(),
+            background: Vec::new(),
         };
         let conf = c.net_conf.clone();
         c.with_registry(async move |r| r.put_config(&conf).await)
@@ -202,6 +218,117 @@ impl Cluster {
             })
         })
         .expect("enter underlay netns")
+    }
+
+    /// The cluster's manifest directory (Namespaces, Pods, NetworkPolicies): what the
+    /// daemons read when started with `--manifests` (see [`Cluster::daemon_args`]).
+    pub fn manifests_dir(&self) -> PathBuf {
+        self.tmp.path().join("manifests")
+    }
+
+    /// Makes daemons started from now on read [`Cluster::manifests_dir`].
+    pub fn use_manifests(&mut self) {
+        let dir = self.manifests_dir().to_string_lossy().into_owned();
+        self.daemon_args.extend(["--manifests".to_owned(), dir]);
+    }
+
+    /// Waits (up to 30 s) until every node has read the manifest directory as it is now and
+    /// put the resulting ruleset in the kernel; see [`Cluster::wait_policies_applied_within`].
+    pub fn wait_policies_applied(&self) -> Duration {
+        self.wait_policies_applied_within(Duration::from_secs(30))
+    }
+
+    /// Waits until, on every node, `/status` shows: each manifest file now in the directory
+    /// with the sha256 of its current bytes and no other file, `source.synced`, and
+    /// `policy.applied_generation == source.generation` with no `policy.error`. Returns how
+    /// long it took; panics after `timeout` with every node's status and what it lacks.
+    pub fn wait_policies_applied_within(&self, timeout: Duration) -> Duration {
+        self.try_wait_policies_applied(timeout)
+            .unwrap_or_else(|report| panic!("{report}"))
+    }
+
+    /// [`Cluster::wait_policies_applied_within`] returning the failure report instead of
+    /// panicking.
+    pub fn try_wait_policies_applied(&self, timeout: Duration) -> Result<Duration, String> {
+        let start = Instant::now();
+        let expected = crate::netpol::manifest_hashes(&self.manifests_dir())
+            .map_err(|e| format!("read {}: {e}", self.manifests_dir().display()))?;
+        loop {
+            let problems: Vec<(u8, Value, Option<String>)> = (1..=self.nodes.len() as u8)
+                .map(|i| {
+                    let st = self.status(i);
+                    let p = crate::netpol::policy_sync_problem(&st, &expected);
+                    (i, st, p)
+                })
+                .collect();
+            if problems.iter().all(|(_, _, p)| p.is_none()) {
+                return Ok(start.elapsed());
+            }
+            if start.elapsed() > timeout {
+                let report: Vec<String> = problems
+                    .iter()
+                    .map(|(i, st, p)| {
+                        let shown = json!({"source": st["source"], "policy": st["policy"]});
+                        format!(
+                            "--- node{i}: {} ---\n{}\nlog tail:\n{}",
+                            p.as_deref().unwrap_or("in sync"),
+                            serde_json::to_string_pretty(&shown).unwrap_or_default(),
+                            tail(&self.nodes[usize::from(*i - 1)].log(), 15)
+                        )
+                    })
+                    .collect();
+                return Err(format!(
+                    "policies not applied on every node within {timeout:?}; expected files {}\n{}",
+                    serde_json::to_string_pretty(&expected).unwrap_or_default(),
+                    report.join("\n")
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts `program args` in pod `p`'s namespace and keeps it running until the cluster
+    /// drops. With `ready_line`, waits until the program prints that line on stdout (up to
+    /// 10 s). Returns its PID.
+    pub fn spawn_in_pod(
+        &mut self,
+        p: usize,
+        program: &Path,
+        args: &[&str],
+        ready_line: Option<&str>,
+    ) -> u32 {
+        let pod = &self.pods[p];
+        let mut child = pod
+            .ns
+            .command(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {} in {}: {e}", program.display(), pod.id));
+        let pid = child.id();
+        let stdout = child.stdout.take();
+        self.background.push(child);
+        if let (Some(want), Some(out)) = (ready_line, stdout) {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let want = want.to_owned();
+            std::thread::spawn(move || {
+                let found = BufReader::new(out)
+                    .lines()
+                    .map_while(Result::ok)
+                    .any(|l| l.trim() == want);
+                let _ = tx.send(found);
+            });
+            let found = rx.recv_timeout(Duration::from_secs(10)).unwrap_or(false);
+            assert!(
+                found,
+                "{} in pod {} did not print {ready_line:?} within 10 s",
+                program.display(),
+                self.pods[p].id
+            );
+        }
+        pid
     }
 
     /// twilld's `/status` on node `i`, as JSON (Null when it does not answer).
@@ -275,6 +402,7 @@ impl Cluster {
                 "--lease-ttl-secs",
                 &ttl,
             ])
+            .args(&self.daemon_args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2))
@@ -445,8 +573,18 @@ impl Cluster {
     }
 }
 
+/// The last `n` lines of `s`.
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
+        for c in &mut self.background {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
         for n in &mut self.nodes {
             n.kill_daemon();
         }

@@ -15,6 +15,9 @@
 //!   benchmark compiles; [`policy_report`]: its section of `docs/benchmarks.md`.
 //! - [`cluster`]: a multi-node cluster in namespaces: underlay, real etcd, one `twilld` per
 //!   node, pods through the `twill` CNI plugin.
+//! - [`netpol`]: the NetworkPolicy conformance harness on top of [`cluster`]: objects as
+//!   manifest files, the wait for the daemons to apply them, parallel probes through the
+//!   `netpol-agent` binary.
 //! - [`podman`]: podman as a real CNI client, confined to a test "node" namespace and to its
 //!   own temporary state.
 //!
@@ -23,6 +26,7 @@
 
 pub mod chain;
 pub mod cluster;
+pub mod netpol;
 pub mod plugins;
 pub mod podman;
 pub mod policy_model;

@@ -139,6 +139,9 @@ pub async fn run(
             Err(e) => {
                 failures = failures.saturating_add(1);
                 applied = None;
+                state
+                    .policy_apply_errors
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let msg = format!(
                     "apply policy ruleset (generation {}) to table inet {}: {e}; the previous ruleset stays in force",
                     model.generation,

@@ -228,7 +228,10 @@ pub enum Peer {
     /// `namespaceSelector` alone: every pod of the matching namespaces.
     Namespaces(Selector),
     /// Both in one peer: matching pods in matching namespaces.
-    PodsInNamespaces { pods: Selector, namespaces: Selector },
+    PodsInNamespaces {
+        pods: Selector,
+        namespaces: Selector,
+    },
     IpBlock(IpBlock),
 }
 

@@ -30,6 +30,9 @@ fn apply(t: &Table) -> Transaction {
     for c in &t.chains {
         tx.add_chain(&r, &c.name, c.base);
     }
+    for s in &t.sets {
+        tx.add_set(&r, s);
+    }
     for c in &t.chains {
         for rule in &c.rules {
             tx.add_rule(&r, &c.name, rule.clone());
@@ -164,21 +167,25 @@ fn sample_tables() -> Vec<Table> {
             family: Family::Ip,
             name: "t4".into(),
             chains: vec![hostports, pre, out, masq],
+            sets: Vec::new(),
         },
         Table {
             family: Family::Inet,
             name: "ti".into(),
             chains: vec![Chain::regular("empty"), filt, natted],
+            sets: Vec::new(),
         },
         Table {
             family: Family::Ip6,
             name: "t6".into(),
             chains: vec![six],
+            sets: Vec::new(),
         },
         Table {
             family: Family::Bridge,
             name: "tb".into(),
             chains: vec![br],
+            sets: Vec::new(),
         },
     ]
 }

@@ -9,10 +9,26 @@
 //! ours the same way. [`lift`] reverses that for rules read back from the kernel; a sequence
 //! it does not recognise becomes [`Stmt::Unknown`] with a register-level description.
 //!
+//! Quirks followed for identity with nft:
+//! - a rule matches its address family once: after the first IPv4 match of an inet or
+//!   bridge rule, later IPv4 fields carry no `meta nfproto` (EtherType) dependency of their
+//!   own; lifting tracks the family the rule has matched so far;
+//! - a lookup key is loaded field after field into consecutive 32-bit registers (registers
+//!   are 4 bytes since Linux 4.1), each field padded to 4 bytes, and registers are named the
+//!   old 128-bit way when one starts there (`ip daddr . meta l4proto . th dport` loads reg
+//!   1, 9, 10; see [`reg_name`]); the set key is padded the same way;
+//! - `ct state a,b` is a load, a mask with the state bits and a compare with zero;
+//! - counters are written fresh (0 packets, 0 bytes) whatever the model says, and read back
+//!   with the kernel's values;
+//! - port ranges are written as one `range` expression; nft 1.0 writes `cmp gte` + `cmp
+//!   lte`, and both lift to [`Stmt::PortRange`];
+//! - the kernel reports level 4 for a `log` without one; that is the default and lifts away.
+//!
 //! Everything here is pure: the FFI to libnftnl lives in `wire.rs`.
 
 use super::model::{
-    AddrField, CmpOp, Family, IfField, L4Proto, PortField, Rule, Stmt, Verdict, normalize,
+    AddrField, CmpOp, CtState, Family, Field, IfField, L4Proto, LimitUnit, PortField, Rule, Stmt,
+    Verdict, normalize,
 };
 use ipnetwork::IpNetwork;
 use std::fmt;
@@ -29,8 +45,31 @@ pub const PAYLOAD_LL: u32 = 0;
 pub const PAYLOAD_NETWORK: u32 = 1;
 pub const PAYLOAD_TRANSPORT: u32 = 2;
 
+/// First 32-bit data register; registers 1-4 are the 128-bit names of 32-bit registers
+/// 0, 4, 8 and 12.
+pub const REG32_00: u32 = 8;
+/// Number of 32-bit data registers (64 bytes).
+pub const REG32_COUNT: u32 = 16;
+
 pub const CMP_EQ: u32 = 0;
 pub const CMP_NEQ: u32 = 1;
+pub const CMP_LTE: u32 = 3;
+pub const CMP_GTE: u32 = 5;
+
+pub const RANGE_EQ: u32 = 0;
+
+/// `NFT_LOOKUP_F_INV`: the lookup matches when the key is absent.
+pub const LOOKUP_F_INV: u32 = 1;
+
+/// `NFT_CT_STATE`.
+pub const CT_STATE: u32 = 0;
+
+/// `NFT_LIMIT_PKTS`.
+pub const LIMIT_PKTS: u32 = 0;
+/// The log level the kernel reports for a `log` without one (`warn`).
+pub const LOG_LEVEL_DEFAULT: u32 = 4;
+/// Longest log prefix (`NF_LOG_PREFIXLEN` without its NUL).
+pub const LOG_PREFIX_MAX: usize = 127;
 
 pub const META_IIFNAME: u32 = 6;
 pub const META_OIFNAME: u32 = 7;
@@ -107,6 +146,41 @@ pub enum Expr {
     Masq {
         flags: u32,
     },
+    /// `lookup`: with `dreg` set to [`REG_VERDICT`] it is a verdict map lookup.
+    Lookup {
+        sreg: u32,
+        dreg: Option<u32>,
+        set: String,
+        flags: u32,
+    },
+    Ct {
+        key: u32,
+        dreg: u32,
+    },
+    Counter {
+        packets: u64,
+        bytes: u64,
+    },
+    Limit {
+        rate: u64,
+        /// Seconds.
+        unit: u64,
+        burst: u32,
+        kind: u32,
+        flags: u32,
+    },
+    Log {
+        prefix: Option<String>,
+        group: Option<u16>,
+        level: Option<u32>,
+        flags: u32,
+    },
+    Range {
+        sreg: u32,
+        op: u32,
+        from: Vec<u8>,
+        to: Vec<u8>,
+    },
     /// Any other expression: its name and a description of its attributes.
     Other(String),
 }
@@ -169,6 +243,45 @@ impl fmt::Display for Expr {
                 "[ nat type {nat_type} family {family} addr {reg_addr:?} proto {reg_proto:?} flags 0x{flags:x} ]"
             ),
             Expr::Masq { flags } => write!(f, "[ masq flags 0x{flags:x} ]"),
+            Expr::Lookup {
+                sreg,
+                dreg,
+                set,
+                flags,
+            } => match dreg {
+                Some(d) => write!(f, "[ lookup reg {sreg} set {set} dreg {d} 0x{flags:x} ]"),
+                None => write!(f, "[ lookup reg {sreg} set {set} 0x{flags:x} ]"),
+            },
+            Expr::Ct { key, dreg } => write!(f, "[ ct load {key} => reg {dreg} ]"),
+            Expr::Counter { packets, bytes } => {
+                write!(f, "[ counter pkts {packets} bytes {bytes} ]")
+            }
+            Expr::Limit {
+                rate,
+                unit,
+                burst,
+                kind,
+                flags,
+            } => write!(
+                f,
+                "[ limit rate {rate}/{unit}s burst {burst} type {kind} flags 0x{flags:x} ]"
+            ),
+            Expr::Log {
+                prefix,
+                group,
+                level,
+                flags,
+            } => write!(
+                f,
+                "[ log prefix {prefix:?} group {group:?} level {level:?} flags 0x{flags:x} ]"
+            ),
+            Expr::Range { sreg, op, from, to } => write!(
+                f,
+                "[ range {} reg {sreg} 0x{} 0x{} ]",
+                if *op == RANGE_EQ { "eq" } else { "neq" },
+                hex(from),
+                hex(to)
+            ),
             Expr::Other(s) => write!(f, "[ {s} ]"),
         }
     }
@@ -204,6 +317,31 @@ fn addr_bytes(a: &IpAddr) -> Vec<u8> {
     }
 }
 
+/// The kernel's verdict code and target chain (verdict registers and map elements).
+pub fn verdict_code(v: &Verdict) -> (i32, Option<&str>) {
+    match v {
+        Verdict::Accept => (NF_ACCEPT, None),
+        Verdict::Drop => (NF_DROP, None),
+        Verdict::Continue => (NFT_CONTINUE, None),
+        Verdict::Return => (NFT_RETURN, None),
+        Verdict::Jump(c) => (NFT_JUMP, Some(c)),
+        Verdict::Goto(c) => (NFT_GOTO, Some(c)),
+    }
+}
+
+/// The verdict for a kernel code and chain; `None` for codes we do not model.
+pub fn verdict_from(code: i32, chain: Option<&str>) -> Option<Verdict> {
+    Some(match (code, chain) {
+        (NF_ACCEPT, None) => Verdict::Accept,
+        (NF_DROP, None) => Verdict::Drop,
+        (NFT_CONTINUE, None) => Verdict::Continue,
+        (NFT_RETURN, None) => Verdict::Return,
+        (NFT_JUMP, Some(c)) => Verdict::Jump(c.to_owned()),
+        (NFT_GOTO, Some(c)) => Verdict::Goto(c.to_owned()),
+        _ => return None,
+    })
+}
+
 /// Why a statement cannot be put into a table of some family.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LowerError(pub String);
@@ -215,17 +353,27 @@ impl fmt::Display for LowerError {
 }
 
 /// The kernel expressions for `rule` in a table of `family`.
+///
+/// Like `nft`, a rule carries an address family dependency once: after the first IPv4
+/// (IPv6) match of an inet or bridge rule, later IPv4 (IPv6) fields rely on it.
 pub fn lower(family: Family, rule: &Rule) -> Result<Vec<Expr>, LowerError> {
     let mut out = Vec::new();
+    let mut known = None;
     for s in &rule.stmts {
-        lower_stmt(family, s, &mut out)?;
+        lower_stmt(family, &mut known, s, &mut out)?;
     }
     Ok(out)
 }
 
-fn lower_stmt(family: Family, s: &Stmt, out: &mut Vec<Expr>) -> Result<(), LowerError> {
+/// `known`: the address family the rule has already matched (`Some(true)` for IPv4).
+fn lower_stmt(
+    family: Family,
+    known: &mut Option<bool>,
+    s: &Stmt,
+    out: &mut Vec<Expr>,
+) -> Result<(), LowerError> {
     match s {
-        Stmt::Ip { field, op, net } => lower_ip(family, *field, *op, net, out)?,
+        Stmt::Ip { field, op, net } => lower_ip(family, known, (*field, *op, net), out)?,
         Stmt::L4Proto(p) => {
             out.push(Expr::Meta {
                 key: META_L4PROTO,
@@ -254,10 +402,7 @@ fn lower_stmt(family: Family, s: &Stmt, out: &mut Vec<Expr>) -> Result<(), Lower
             });
             out.push(Expr::Payload {
                 base: PAYLOAD_TRANSPORT,
-                offset: match field {
-                    PortField::Sport => 0,
-                    PortField::Dport => 2,
-                },
+                offset: port_offset(*field),
                 len: 2,
                 dreg: REG_1,
             });
@@ -317,15 +462,11 @@ fn lower_stmt(family: Family, s: &Stmt, out: &mut Vec<Expr>) -> Result<(), Lower
             });
         }
         Stmt::Verdict(v) => {
-            let (code, chain) = match v {
-                Verdict::Accept => (NF_ACCEPT, None),
-                Verdict::Drop => (NF_DROP, None),
-                Verdict::Continue => (NFT_CONTINUE, None),
-                Verdict::Return => (NFT_RETURN, None),
-                Verdict::Jump(c) => (NFT_JUMP, Some(c.clone())),
-                Verdict::Goto(c) => (NFT_GOTO, Some(c.clone())),
-            };
-            out.push(Expr::Verdict { code, chain });
+            let (code, chain) = verdict_code(v);
+            out.push(Expr::Verdict {
+                code,
+                chain: chain.map(str::to_owned),
+            });
         }
         Stmt::Masquerade => out.push(Expr::Masq { flags: 0 }),
         Stmt::Dnat { addr, port } => {
@@ -362,24 +503,259 @@ fn lower_stmt(family: Family, s: &Stmt, out: &mut Vec<Expr>) -> Result<(), Lower
                 flags,
             });
         }
+        Stmt::Lookup {
+            fields,
+            set,
+            negate,
+        } => {
+            let sreg = lower_fields(family, known, fields, out)?;
+            out.push(Expr::Lookup {
+                sreg,
+                dreg: None,
+                set: set_ref(set)?,
+                flags: if *negate { LOOKUP_F_INV } else { 0 },
+            });
+        }
+        Stmt::Vmap { fields, map } => {
+            let sreg = lower_fields(family, known, fields, out)?;
+            out.push(Expr::Lookup {
+                sreg,
+                dreg: Some(REG_VERDICT),
+                set: set_ref(map)?,
+                flags: 0,
+            });
+        }
+        Stmt::CtState(states) => {
+            if states.is_empty() {
+                return Err(LowerError("ct state needs at least one state".to_owned()));
+            }
+            let mask = states.iter().fold(0u32, |m, s| m | s.bit());
+            out.push(Expr::Ct {
+                key: CT_STATE,
+                dreg: REG_1,
+            });
+            out.push(Expr::Bitwise {
+                sreg: REG_1,
+                dreg: REG_1,
+                len: 4,
+                mask: mask.to_ne_bytes().to_vec(),
+                xor: vec![0; 4],
+            });
+            out.push(Expr::Cmp {
+                sreg: REG_1,
+                op: CMP_NEQ,
+                data: vec![0; 4],
+            });
+        }
+        // A fresh counter, whatever values the model carries.
+        Stmt::Counter { .. } => out.push(Expr::Counter {
+            packets: 0,
+            bytes: 0,
+        }),
+        Stmt::Limit { rate, per, burst } => {
+            if *rate == 0 || *burst == 0 {
+                return Err(LowerError(format!(
+                    "limit rate {rate} burst {burst}: both must be at least 1"
+                )));
+            }
+            out.push(Expr::Limit {
+                rate: u64::from(*rate),
+                unit: per.seconds(),
+                burst: *burst,
+                kind: LIMIT_PKTS,
+                flags: 0,
+            });
+        }
+        Stmt::Log { prefix, group } => {
+            if let Some(p) = prefix
+                && (p.len() > LOG_PREFIX_MAX || p.contains('\0') || p.contains('"'))
+            {
+                return Err(LowerError(format!(
+                    "log prefix {p:?} is longer than {LOG_PREFIX_MAX} bytes or contains a NUL or a double quote"
+                )));
+            }
+            out.push(Expr::Log {
+                prefix: prefix.clone(),
+                group: *group,
+                level: None,
+                flags: 0,
+            });
+        }
+        Stmt::PortRange {
+            proto,
+            field,
+            lo,
+            hi,
+        } => {
+            if lo > hi {
+                return Err(LowerError(format!("port range {lo}-{hi} is empty")));
+            }
+            out.push(Expr::Meta {
+                key: META_L4PROTO,
+                dreg: REG_1,
+            });
+            out.push(Expr::Cmp {
+                sreg: REG_1,
+                op: CMP_EQ,
+                data: vec![proto.number()],
+            });
+            out.push(Expr::Payload {
+                base: PAYLOAD_TRANSPORT,
+                offset: port_offset(*field),
+                len: 2,
+                dreg: REG_1,
+            });
+            out.push(Expr::Range {
+                sreg: REG_1,
+                op: RANGE_EQ,
+                from: lo.to_be_bytes().to_vec(),
+                to: hi.to_be_bytes().to_vec(),
+            });
+        }
         Stmt::Unknown(s) => {
             return Err(LowerError(format!("cannot encode unknown statement {s:?}")));
         }
-        other => return Err(LowerError(format!("shim {other:?}"))),
     }
     Ok(())
 }
 
-fn lower_ip(
+fn port_offset(field: PortField) -> u32 {
+    match field {
+        PortField::Sport => 0,
+        PortField::Dport => 2,
+    }
+}
+
+/// The register name `nft` uses for 32-bit register `idx` (0-15): the 128-bit name
+/// (`NFT_REG_1`..`NFT_REG_4`) when the register starts one, else `NFT_REG32_<idx>`.
+pub fn reg_name(idx: u32) -> u32 {
+    if idx.is_multiple_of(4) {
+        REG_1 + idx / 4
+    } else {
+        REG32_00 + idx
+    }
+}
+
+/// The 32-bit register index of a data register name (either naming).
+pub fn reg_index(reg: u32) -> Option<u32> {
+    match reg {
+        1..=4 => Some((reg - 1) * 4),
+        r if (REG32_00..REG32_00 + REG32_COUNT).contains(&r) => Some(r - REG32_00),
+        _ => None,
+    }
+}
+
+fn set_ref(name: &str) -> Result<String, LowerError> {
+    if name.is_empty() || name.len() > 255 {
+        return Err(LowerError(format!("invalid set name {name:?}")));
+    }
+    Ok(name.to_owned())
+}
+
+/// Loads `fields` into consecutive 32-bit registers from register 0 (after the address
+/// family dependency the table needs), as `nft` does for a lookup key; returns the first
+/// register's name.
+fn lower_fields(
     family: Family,
-    field: AddrField,
-    op: CmpOp,
-    net: &IpNetwork,
+    known: &mut Option<bool>,
+    fields: &[Field],
     out: &mut Vec<Expr>,
-) -> Result<(), LowerError> {
-    let v4 = net.is_ipv4();
+) -> Result<u32, LowerError> {
+    if fields.is_empty() {
+        return Err(LowerError("a lookup needs at least one field".to_owned()));
+    }
+    let v4 = fields_family(fields)
+        .ok_or_else(|| LowerError("a lookup cannot mix IPv4 and IPv6 header fields".to_owned()))?;
+    if let Some(v4) = v4 {
+        push_dependency(family, known, v4, out).map_err(|()| {
+            LowerError(format!(
+                "{} does not belong in a {family} table",
+                fields_name(fields)
+            ))
+        })?;
+    }
+    let mut idx = 0u32;
+    for f in fields {
+        let dreg = reg_name(idx);
+        out.push(match f {
+            Field::IpSaddr | Field::IpDaddr | Field::Ip6Saddr | Field::Ip6Daddr => {
+                let (offset, len) = field_offset(*f);
+                Expr::Payload {
+                    base: PAYLOAD_NETWORK,
+                    offset,
+                    len,
+                    dreg,
+                }
+            }
+            Field::L4Proto => Expr::Meta {
+                key: META_L4PROTO,
+                dreg,
+            },
+            Field::ThDport => Expr::Payload {
+                base: PAYLOAD_TRANSPORT,
+                offset: 2,
+                len: 2,
+                dreg,
+            },
+        });
+        idx += f.key_type().byte_len().div_ceil(4) as u32;
+    }
+    if idx > REG32_COUNT {
+        return Err(LowerError(format!(
+            "{} is longer than the 64 bytes of the registers",
+            fields_name(fields)
+        )));
+    }
+    Ok(reg_name(0))
+}
+
+fn fields_name(fields: &[Field]) -> String {
+    fields
+        .iter()
+        .map(|f| f.as_str())
+        .collect::<Vec<_>>()
+        .join(" . ")
+}
+
+/// `Some(Some(true))` when the fields include IPv4 header fields, `Some(Some(false))` for
+/// IPv6, `Some(None)` for neither, `None` for both.
+fn fields_family(fields: &[Field]) -> Option<Option<bool>> {
+    let mut v4 = None;
+    for f in fields {
+        match (v4, f.is_ipv4()) {
+            (Some(a), Some(b)) if a != b => return None,
+            (_, Some(b)) => v4 = Some(b),
+            _ => {}
+        }
+    }
+    Some(v4)
+}
+
+/// Network header offset and length of an address field.
+fn field_offset(f: Field) -> (u32, u32) {
+    match f {
+        Field::IpSaddr => (12, 4),
+        Field::IpDaddr => (16, 4),
+        Field::Ip6Saddr => (8, 16),
+        Field::Ip6Daddr => (24, 16),
+        Field::L4Proto | Field::ThDport => (0, 0),
+    }
+}
+
+/// The match `nft` puts before a network header load so the load only sees packets of
+/// that address family: none in ip/ip6 tables (where the family must match), `meta
+/// nfproto` in inet tables, the EtherType in bridge tables; none when the rule has already
+/// matched the family (`known`).
+fn push_dependency(
+    family: Family,
+    known: &mut Option<bool>,
+    v4: bool,
+    out: &mut Vec<Expr>,
+) -> Result<(), ()> {
+    let before = known.replace(v4);
     match (family, v4) {
         (Family::Ip, true) | (Family::Ip6, false) => {}
+        (Family::Inet | Family::Bridge, _) if before == Some(v4) => {}
         (Family::Inet, _) => {
             out.push(Expr::Meta {
                 key: META_NFPROTO,
@@ -404,12 +780,20 @@ fn lower_ip(
                 data: if v4 { ETH_P_IP } else { ETH_P_IPV6 }.to_vec(),
             });
         }
-        _ => {
-            return Err(LowerError(format!(
-                "address {net} does not belong in a {family} table"
-            )));
-        }
+        _ => return Err(()),
     }
+    Ok(())
+}
+
+fn lower_ip(
+    family: Family,
+    known: &mut Option<bool>,
+    (field, op, net): (AddrField, CmpOp, &IpNetwork),
+    out: &mut Vec<Expr>,
+) -> Result<(), LowerError> {
+    let v4 = net.is_ipv4();
+    push_dependency(family, known, v4, out)
+        .map_err(|()| LowerError(format!("address {net} does not belong in a {family} table")))?;
     let prefix = u32::from(net.prefix());
     if prefix == 0 {
         return Err(LowerError(format!("prefix {net} matches every address")));
@@ -494,13 +878,27 @@ fn mask_prefix(mask: &[u8]) -> Option<u32> {
 pub fn lift(family: Family, exprs: &[Expr]) -> Vec<Stmt> {
     let mut out = Vec::new();
     let mut i = 0;
+    // The address family the rule has matched so far (see `lower`).
+    let mut known: Option<bool> = None;
     while i < exprs.len() {
         let rest = &exprs[i..];
-        let (stmt, used) = lift_ip(family, rest)
+        let (stmt, used) = lift_ip(family, known, rest)
             .or_else(|| lift_port(rest))
+            .or_else(|| lift_port_range(rest))
+            .or_else(|| lift_lookup(family, known, rest))
+            .or_else(|| lift_ct_state(rest))
             .or_else(|| lift_simple(family, rest))
             .or_else(|| lift_dnat(family, rest))
             .unwrap_or_else(|| (Stmt::Unknown(rest[0].to_string()), 1));
+        match &stmt {
+            Stmt::Ip { net, .. } => known = Some(net.is_ipv4()),
+            Stmt::Lookup { fields, .. } | Stmt::Vmap { fields, .. } => {
+                if let Some(Some(v4)) = fields_family(fields) {
+                    known = Some(v4);
+                }
+            }
+            _ => {}
+        }
         out.push(stmt);
         i += used;
     }
@@ -521,9 +919,15 @@ fn cmp_after(e: Option<&Expr>, reg: u32) -> Option<(CmpOp, &[u8])> {
     }
 }
 
-fn lift_ip(family: Family, e: &[Expr]) -> Option<(Stmt, usize)> {
-    // Optional dependency that tells the address family.
-    let (dep_v4, skip) = match e {
+/// An address family dependency at the start of `e`: `(Some(is_ipv4), 2)`, or `(known, 0)`
+/// when there is none (the family the rule matched earlier, if any); `None` when it is
+/// malformed.
+fn lift_dependency(
+    family: Family,
+    known: Option<bool>,
+    e: &[Expr],
+) -> Option<(Option<bool>, usize)> {
+    Some(match e {
         [Expr::Meta { key, dreg }, next, ..] if *key == META_NFPROTO => {
             let (op, data) = cmp_after(Some(next), *dreg)?;
             if op != CmpOp::Eq || data.len() != 1 {
@@ -552,8 +956,13 @@ fn lift_ip(family: Family, e: &[Expr]) -> Option<(Stmt, usize)> {
                 _ => return None,
             }
         }
-        _ => (None, 0),
-    };
+        _ => (known, 0),
+    })
+}
+
+fn lift_ip(family: Family, known: Option<bool>, e: &[Expr]) -> Option<(Stmt, usize)> {
+    // Optional dependency that tells the address family.
+    let (dep_v4, skip) = lift_dependency(family, known, e)?;
     let v4 = match (family, dep_v4) {
         (_, Some(v)) => v,
         (Family::Ip, None) => true,
@@ -708,20 +1117,250 @@ fn lift_simple(family: Family, e: &[Expr]) -> Option<(Stmt, usize)> {
             ))
         }
         [Expr::Verdict { code, chain }, ..] => {
-            let v = match (*code, chain) {
-                (NF_ACCEPT, None) => Verdict::Accept,
-                (NF_DROP, None) => Verdict::Drop,
-                (NFT_CONTINUE, None) => Verdict::Continue,
-                (NFT_RETURN, None) => Verdict::Return,
-                (NFT_JUMP, Some(c)) => Verdict::Jump(c.clone()),
-                (NFT_GOTO, Some(c)) => Verdict::Goto(c.clone()),
-                _ => return None,
-            };
-            Some((Stmt::Verdict(v), 1))
+            Some((Stmt::Verdict(verdict_from(*code, chain.as_deref())?), 1))
         }
         [Expr::Masq { flags: 0 }, ..] => Some((Stmt::Masquerade, 1)),
+        [Expr::Counter { packets, bytes }, ..] => Some((
+            Stmt::Counter {
+                packets: *packets,
+                bytes: *bytes,
+            },
+            1,
+        )),
+        [
+            Expr::Limit {
+                rate,
+                unit,
+                burst,
+                kind: LIMIT_PKTS,
+                flags: 0,
+            },
+            ..,
+        ] => {
+            let per = match unit {
+                1 => LimitUnit::Second,
+                60 => LimitUnit::Minute,
+                _ => return None,
+            };
+            Some((
+                Stmt::Limit {
+                    rate: u32::try_from(*rate).ok()?,
+                    per,
+                    burst: *burst,
+                },
+                1,
+            ))
+        }
+        [
+            Expr::Log {
+                prefix,
+                group,
+                level,
+                flags: 0,
+            },
+            ..,
+        ] => {
+            // The kernel reports the default level of a kernel-log `log`; nflog has none.
+            let default_level = match group {
+                None => level.is_none_or(|l| l == LOG_LEVEL_DEFAULT),
+                Some(_) => level.is_none(),
+            };
+            default_level.then(|| {
+                (
+                    Stmt::Log {
+                        prefix: prefix.clone(),
+                        group: *group,
+                    },
+                    1,
+                )
+            })
+        }
         _ => None,
     }
+}
+
+/// `tcp dport 1000-2000`, from a `range` expression or from the `cmp gte` + `cmp lte` pair
+/// `nft` 1.0 emits.
+fn lift_port_range(e: &[Expr]) -> Option<(Stmt, usize)> {
+    let [
+        Expr::Meta { key, dreg },
+        c1,
+        Expr::Payload {
+            base: PAYLOAD_TRANSPORT,
+            offset,
+            len: 2,
+            dreg: d2,
+        },
+        rest @ ..,
+    ] = e
+    else {
+        return None;
+    };
+    if *key != META_L4PROTO {
+        return None;
+    }
+    let (CmpOp::Eq, [proto]) = cmp_after(Some(c1), *dreg)? else {
+        return None;
+    };
+    let field = match offset {
+        0 => PortField::Sport,
+        2 => PortField::Dport,
+        _ => return None,
+    };
+    let port = |d: &[u8]| Some(u16::from_be_bytes(d.try_into().ok()?));
+    let (lo, hi, used) = match rest {
+        [
+            Expr::Range {
+                sreg,
+                op: RANGE_EQ,
+                from,
+                to,
+            },
+            ..,
+        ] if sreg == d2 => (port(from)?, port(to)?, 4),
+        [
+            Expr::Cmp {
+                sreg: s1,
+                op: CMP_GTE,
+                data: from,
+            },
+            Expr::Cmp {
+                sreg: s2,
+                op: CMP_LTE,
+                data: to,
+            },
+            ..,
+        ] if s1 == d2 && s2 == d2 => (port(from)?, port(to)?, 5),
+        _ => return None,
+    };
+    Some((
+        Stmt::PortRange {
+            proto: L4Proto::from_number(*proto),
+            field,
+            lo,
+            hi,
+        },
+        used,
+    ))
+}
+
+/// A set lookup or verdict map: an optional family dependency, loads into consecutive
+/// registers, `lookup`.
+fn lift_lookup(family: Family, known: Option<bool>, e: &[Expr]) -> Option<(Stmt, usize)> {
+    let (dep_v4, skip) = lift_dependency(family, known, e)?;
+    let mut loads: Vec<(Field, u32)> = Vec::new();
+    let mut i = skip;
+    loop {
+        let load = match e.get(i) {
+            Some(Expr::Payload {
+                base: PAYLOAD_NETWORK,
+                offset,
+                len,
+                dreg,
+            }) => {
+                let f = match (offset, len) {
+                    (12, 4) => Field::IpSaddr,
+                    (16, 4) => Field::IpDaddr,
+                    (8, 16) => Field::Ip6Saddr,
+                    (24, 16) => Field::Ip6Daddr,
+                    _ => return None,
+                };
+                (f, *dreg)
+            }
+            Some(Expr::Payload {
+                base: PAYLOAD_TRANSPORT,
+                offset: 2,
+                len: 2,
+                dreg,
+            }) => (Field::ThDport, *dreg),
+            Some(Expr::Meta { key, dreg }) if *key == META_L4PROTO => (Field::L4Proto, *dreg),
+            _ => break,
+        };
+        loads.push(load);
+        i += 1;
+    }
+    let Some(Expr::Lookup {
+        sreg,
+        dreg,
+        set,
+        flags,
+    }) = e.get(i)
+    else {
+        return None;
+    };
+    if loads.is_empty() {
+        return None;
+    }
+    let mut idx = reg_index(*sreg)?;
+    for (f, reg) in &loads {
+        if reg_index(*reg)? != idx {
+            return None;
+        }
+        idx += f.key_type().byte_len().div_ceil(4) as u32;
+    }
+    let fields: Vec<Field> = loads.iter().map(|(f, _)| *f).collect();
+    let ok = match (fields_family(&fields)?, dep_v4) {
+        (Some(v4), Some(dep)) => v4 == dep,
+        (Some(v4), None) => matches!((family, v4), (Family::Ip, true) | (Family::Ip6, false)),
+        (None, None) => true,
+        // A dependency of its own means address fields; one from earlier does not.
+        (None, Some(_)) => skip == 0,
+    };
+    if !ok {
+        return None;
+    }
+    let stmt = match (dreg, *flags) {
+        (None, f) if f & !LOOKUP_F_INV == 0 => Stmt::Lookup {
+            fields,
+            set: set.clone(),
+            negate: f & LOOKUP_F_INV != 0,
+        },
+        (Some(REG_VERDICT), 0) => Stmt::Vmap {
+            fields,
+            map: set.clone(),
+        },
+        _ => return None,
+    };
+    Some((stmt, i + 1))
+}
+
+/// `ct state a,b`: load, mask with the state bits, compare with zero.
+fn lift_ct_state(e: &[Expr]) -> Option<(Stmt, usize)> {
+    let [
+        Expr::Ct {
+            key: CT_STATE,
+            dreg,
+        },
+        Expr::Bitwise {
+            sreg,
+            dreg: d2,
+            len: 4,
+            mask,
+            xor,
+        },
+        Expr::Cmp {
+            sreg: s3,
+            op: CMP_NEQ,
+            data,
+        },
+        ..,
+    ] = e
+    else {
+        return None;
+    };
+    if sreg != dreg || d2 != dreg || s3 != dreg {
+        return None;
+    }
+    if xor.iter().any(|b| *b != 0) || data.as_slice() != [0u8; 4] {
+        return None;
+    }
+    let mask = u32::from_ne_bytes(mask.as_slice().try_into().ok()?);
+    let states: Vec<CtState> = CtState::ALL
+        .into_iter()
+        .filter(|s| mask & s.bit() != 0)
+        .collect();
+    let known = states.iter().fold(0, |m, s| m | s.bit());
+    (mask != 0 && known == mask).then_some((Stmt::CtState(states), 3))
 }
 
 fn lift_dnat(family: Family, e: &[Expr]) -> Option<(Stmt, usize)> {
@@ -974,5 +1613,285 @@ mod tests {
             ],
         );
         assert!(matches!(s[0], Stmt::Unknown(_)));
+    }
+
+    #[test]
+    fn lookups_use_nft_registers() {
+        // `nft --debug=netlink` for `ip daddr . meta l4proto . th dport @c3` in an inet
+        // table: payload => reg 1, meta => reg 9, payload => reg 10, lookup reg 1.
+        let e = round_trip(
+            Family::Inet,
+            vec![Stmt::lookup(
+                &[Field::IpDaddr, Field::L4Proto, Field::ThDport],
+                "c3",
+            )],
+        );
+        let regs: Vec<u32> = e
+            .iter()
+            .filter_map(|x| match x {
+                Expr::Payload { dreg, .. } | Expr::Meta { dreg, .. } => Some(*dreg),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(regs, vec![1, 1, 9, 10]);
+        assert_eq!(
+            e.last(),
+            Some(&Expr::Lookup {
+                sreg: 1,
+                dreg: None,
+                set: "c3".into(),
+                flags: 0
+            })
+        );
+        // IPv6: the address fills reg 1 (four 32-bit registers), then 2 and 13.
+        let e = round_trip(
+            Family::Ip6,
+            vec![Stmt::lookup(
+                &[Field::Ip6Daddr, Field::L4Proto, Field::ThDport],
+                "c6",
+            )],
+        );
+        let regs: Vec<u32> = e
+            .iter()
+            .filter_map(|x| match x {
+                Expr::Payload { dreg, .. } | Expr::Meta { dreg, .. } => Some(*dreg),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(regs, vec![1, 2, 13]);
+        assert_eq!(
+            (reg_name(0), reg_name(1), reg_name(4), reg_name(9)),
+            (1, 9, 2, 17)
+        );
+        assert_eq!(
+            (reg_index(1), reg_index(9), reg_index(2), reg_index(5)),
+            (Some(0), Some(1), Some(4), None)
+        );
+    }
+
+    #[test]
+    fn policy_statements_lift_back() {
+        round_trip(
+            Family::Inet,
+            vec![
+                Stmt::ct_state(&[CtState::Established, CtState::Related]),
+                Stmt::Verdict(Verdict::Accept),
+            ],
+        );
+        round_trip(
+            Family::Ip,
+            vec![
+                Stmt::Lookup {
+                    fields: vec![Field::IpSaddr],
+                    set: "s".into(),
+                    negate: true,
+                },
+                Stmt::Vmap {
+                    fields: vec![Field::IpDaddr, Field::ThDport],
+                    map: "m".into(),
+                },
+            ],
+        );
+        round_trip(
+            Family::Bridge,
+            vec![
+                Stmt::lookup(&[Field::Ip6Saddr], "s6"),
+                Stmt::Counter {
+                    packets: 0,
+                    bytes: 0,
+                },
+            ],
+        );
+        round_trip(
+            Family::Inet,
+            vec![
+                Stmt::lookup(&[Field::L4Proto], "p"),
+                Stmt::lookup(&[Field::ThDport], "sv"),
+            ],
+        );
+        round_trip(
+            Family::Ip6,
+            vec![
+                Stmt::PortRange {
+                    proto: L4Proto::Other(33),
+                    field: PortField::Sport,
+                    lo: 5,
+                    hi: 6,
+                },
+                Stmt::Limit {
+                    rate: 7,
+                    per: LimitUnit::Minute,
+                    burst: 3,
+                },
+                Stmt::Log {
+                    prefix: Some("p ".into()),
+                    group: None,
+                },
+                Stmt::Log {
+                    prefix: None,
+                    group: Some(2),
+                },
+            ],
+        );
+        // The kernel reports the default level of a kernel-log `log`.
+        assert_eq!(
+            lift(
+                Family::Ip,
+                &[Expr::Log {
+                    prefix: None,
+                    group: None,
+                    level: Some(LOG_LEVEL_DEFAULT),
+                    flags: 0
+                }]
+            ),
+            vec![Stmt::Log {
+                prefix: None,
+                group: None
+            }]
+        );
+    }
+
+    #[test]
+    fn a_rule_matches_its_address_family_once() {
+        // nft: `ip saddr @s ip daddr vmap @m` in an inet table has one `meta nfproto`.
+        let e = round_trip(
+            Family::Inet,
+            vec![
+                Stmt::lookup(&[Field::IpSaddr], "s"),
+                Stmt::ip(AddrField::Daddr, CmpOp::Neq, "10.0.0.0/8".parse().unwrap()),
+                Stmt::Vmap {
+                    fields: vec![Field::IpDaddr],
+                    map: "m".into(),
+                },
+            ],
+        );
+        let deps = e
+            .iter()
+            .filter(|x| matches!(x, Expr::Meta { key, .. } if *key == META_NFPROTO))
+            .count();
+        assert_eq!(deps, 1);
+        // Rules that repeat the dependency (as we wrote them before) lift the same.
+        let mut twice = lower(
+            Family::Inet,
+            &Rule::new(vec![Stmt::lookup(&[Field::IpSaddr], "s")]),
+        )
+        .unwrap();
+        twice.extend(twice.clone());
+        assert_eq!(
+            lift(Family::Inet, &twice),
+            vec![
+                Stmt::lookup(&[Field::IpSaddr], "s"),
+                Stmt::lookup(&[Field::IpSaddr], "s")
+            ]
+        );
+    }
+
+    #[test]
+    fn port_ranges_written_by_nft_lift() {
+        // nft 1.0 writes `tcp dport 1000-2000` as two comparisons; we write `range`.
+        let nft = [
+            Expr::Meta {
+                key: META_L4PROTO,
+                dreg: 1,
+            },
+            Expr::Cmp {
+                sreg: 1,
+                op: CMP_EQ,
+                data: vec![6],
+            },
+            Expr::Payload {
+                base: PAYLOAD_TRANSPORT,
+                offset: 2,
+                len: 2,
+                dreg: 1,
+            },
+            Expr::Cmp {
+                sreg: 1,
+                op: CMP_GTE,
+                data: 1000u16.to_be_bytes().to_vec(),
+            },
+            Expr::Cmp {
+                sreg: 1,
+                op: CMP_LTE,
+                data: 2000u16.to_be_bytes().to_vec(),
+            },
+        ];
+        let want = Stmt::PortRange {
+            proto: L4Proto::Tcp,
+            field: PortField::Dport,
+            lo: 1000,
+            hi: 2000,
+        };
+        assert_eq!(lift(Family::Inet, &nft), vec![want.clone()]);
+        let ours = lower(Family::Inet, &Rule::new(vec![want])).unwrap();
+        assert!(
+            matches!(ours[3], Expr::Range { op: RANGE_EQ, .. }),
+            "{ours:?}"
+        );
+    }
+
+    #[test]
+    fn bad_policy_statements_are_refused() {
+        let refused = |family, s: Stmt| lower(family, &Rule::new(vec![s])).is_err();
+        assert!(refused(Family::Ip, Stmt::lookup(&[Field::Ip6Saddr], "s")));
+        assert!(refused(
+            Family::Inet,
+            Stmt::lookup(&[Field::IpSaddr, Field::Ip6Daddr], "s")
+        ));
+        assert!(refused(Family::Inet, Stmt::lookup(&[], "s")));
+        assert!(refused(Family::Inet, Stmt::lookup(&[Field::IpSaddr], "")));
+        assert!(refused(
+            Family::Inet,
+            Stmt::lookup(
+                &[
+                    Field::Ip6Saddr,
+                    Field::Ip6Daddr,
+                    Field::Ip6Saddr,
+                    Field::Ip6Daddr,
+                    Field::L4Proto
+                ],
+                "s"
+            )
+        ));
+        assert!(refused(Family::Inet, Stmt::CtState(vec![])));
+        assert!(refused(
+            Family::Inet,
+            Stmt::Limit {
+                rate: 1,
+                per: LimitUnit::Second,
+                burst: 0
+            }
+        ));
+        assert!(refused(
+            Family::Inet,
+            Stmt::Log {
+                prefix: Some("a\"b".into()),
+                group: None
+            }
+        ));
+        assert!(refused(
+            Family::Inet,
+            Stmt::PortRange {
+                proto: L4Proto::Tcp,
+                field: PortField::Dport,
+                lo: 2,
+                hi: 1
+            }
+        ));
+        // Counters are always written fresh.
+        assert_eq!(
+            lower(
+                Family::Ip,
+                &Rule::new(vec![Stmt::Counter {
+                    packets: 5,
+                    bytes: 9
+                }])
+            )
+            .unwrap(),
+            vec![Expr::Counter {
+                packets: 0,
+                bytes: 0
+            }]
+        );
     }
 }

@@ -1,14 +1,18 @@
 //! nftables through libnftnl: typed rulesets, atomic transactions, and reading them back.
 //!
 //! Layers, from pure to kernel:
-//! - [`model`]: tables, chains and rules as typed values with the `nft list` text rendering
-//!   (golden tests compare it; integration tests compare it with `nft` itself);
-//! - [`expr`]: statements lowered to the kernel's register-level expressions and lifted back;
+//! - [`model`]: tables, chains, rules, named sets and verdict maps as typed values with the
+//!   `nft list` text rendering (golden tests compare it; integration tests compare it with
+//!   `nft` itself);
+//! - [`expr`]: statements lowered to the kernel's register-level expressions and lifted back
+//!   (set lookups and verdict maps, `ct state`, counters, limits, log, port ranges included);
 //! - [`Transaction`]: an ordered list of operations, printable as an `nft -f` script and
 //!   applied as one nfnetlink batch (all or nothing), with each kernel error naming its
-//!   object;
-//! - listing ([`list_rules`], [`read_table`], [`table_exists`], [`chain_exists`]): dumps
-//!   retried when the kernel flags them interrupted;
+//!   object; batches of a policy engine's size (thousands of sets and rules, a hundred
+//!   thousand elements) go out in one datagram, element lists split across messages;
+//! - listing ([`list_rules`], [`list_sets`], [`read_table`], [`table_exists`],
+//!   [`chain_exists`]): dumps retried when the kernel flags them interrupted or when they
+//!   straddle a ruleset change;
 //! - rule sets built on top: [`masq`] (bridge `ipMasq`) and [`macspoof`] (bridge
 //!   `macspoofchk`); the portmap plugin has its own compiler.
 //!
@@ -32,7 +36,7 @@ pub(crate) mod sock;
 mod tx;
 mod wire;
 
-pub use list::{chain_exists, list_rules, read_table, rules_with_comment, table_exists};
+pub use list::{chain_exists, list_rules, list_sets, read_table, rules_with_comment, table_exists};
 pub use model::{
     AddrField, BaseChain, Chain, ChainType, CmpOp, CtState, Family, Field, Hook, IfField, KeyPart,
     KeyType, L4Proto, LimitUnit, ListedRule, Policy, PortField, Rule, Set, SetElem, Stmt, Table,
@@ -88,7 +92,10 @@ impl NftError {
         matches!(
             self,
             NftError::Rejected {
-                kind: OpKind::DeleteRule | OpKind::DeleteChain,
+                kind: OpKind::DeleteRule
+                    | OpKind::DeleteChain
+                    | OpKind::DeleteSet
+                    | OpKind::DeleteElements,
                 errno: libc::ENOENT,
                 ..
             }

@@ -11,6 +11,17 @@
 //! `ip saddr 10.0.0.0/24`), not at the register level: [`super::expr`] lowers them to kernel
 //! expressions and lifts kernel expressions back, and anything it cannot lift stays visible as
 //! [`Stmt::Unknown`] instead of being dropped.
+//!
+//! Named sets and verdict maps ([`Set`]) are what a policy engine scales with: one rule
+//! `ip saddr @pods_of_x` instead of one rule per pod. Their keys are typed with nft's own
+//! datatypes ([`KeyType`]; a concatenation such as `ipv4_addr . inet_proto . inet_service`
+//! is a list of them), which is what the kernel stores and what `nft list` prints. A set is
+//! unordered in the kernel, so [`Set`] equality ignores element order, and the rendering
+//! sorts and wraps elements exactly as nft 1.0 does (by value; concatenations by their bytes
+//! read as one little-endian number, nft's quirk; 2, 5 or 1 element per line by type), so a
+//! kernel test can compare whole tables with `nft list table` text. Protocol numbers are
+//! named only for the few protocols every `/etc/protocols` has; others stay numbers, where
+//! nft would print a name from the host's file.
 
 use ipnetwork::IpNetwork;
 use std::fmt::{self, Write as _};
@@ -197,18 +208,23 @@ impl Chain {
     }
 }
 
-/// A table with its chains in creation order.
+/// A table with its chains and its named sets and maps, each in creation order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Table {
     pub family: Family,
     pub name: String,
     pub chains: Vec<Chain>,
+    /// Rendered before the chains, as `nft list` does.
     pub sets: Vec<Set>,
 }
 
 impl Table {
     pub fn chain(&self, name: &str) -> Option<&Chain> {
         self.chains.iter().find(|c| c.name == name)
+    }
+
+    pub fn set(&self, name: &str) -> Option<&Set> {
+        self.sets.iter().find(|s| s.name == name)
     }
 }
 
@@ -290,6 +306,477 @@ pub enum Verdict {
     Goto(String),
 }
 
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Verdict::Accept => f.write_str("accept"),
+            Verdict::Drop => f.write_str("drop"),
+            Verdict::Continue => f.write_str("continue"),
+            Verdict::Return => f.write_str("return"),
+            Verdict::Jump(c) => write!(f, "jump {c}"),
+            Verdict::Goto(c) => write!(f, "goto {c}"),
+        }
+    }
+}
+
+/// The datatype of one part of a set key (nft's `ipv4_addr`, `ipv6_addr`, `inet_proto`,
+/// `inet_service`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum KeyType {
+    Ipv4Addr,
+    Ipv6Addr,
+    InetProto,
+    InetService,
+}
+
+/// nft's `TYPE_BITS`: a concatenation's type id is the part ids, 6 bits each, first part
+/// highest.
+pub const TYPE_BITS: u32 = 6;
+
+impl KeyType {
+    /// nft's datatype id (`enum datatypes`), which the kernel stores as the set key type.
+    pub fn nft_id(self) -> u32 {
+        match self {
+            KeyType::Ipv4Addr => 7,
+            KeyType::Ipv6Addr => 8,
+            KeyType::InetProto => 12,
+            KeyType::InetService => 13,
+        }
+    }
+
+    pub fn from_nft_id(id: u32) -> Option<KeyType> {
+        Some(match id {
+            7 => KeyType::Ipv4Addr,
+            8 => KeyType::Ipv6Addr,
+            12 => KeyType::InetProto,
+            13 => KeyType::InetService,
+            _ => return None,
+        })
+    }
+
+    /// The name `nft` uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyType::Ipv4Addr => "ipv4_addr",
+            KeyType::Ipv6Addr => "ipv6_addr",
+            KeyType::InetProto => "inet_proto",
+            KeyType::InetService => "inet_service",
+        }
+    }
+
+    /// Bytes of a value, before any padding.
+    pub fn byte_len(self) -> usize {
+        match self {
+            KeyType::Ipv4Addr => 4,
+            KeyType::Ipv6Addr => 16,
+            KeyType::InetProto => 1,
+            KeyType::InetService => 2,
+        }
+    }
+
+    /// Whether `part` is a value of this type.
+    pub fn accepts(self, part: &KeyPart) -> bool {
+        matches!(
+            (self, part),
+            (KeyType::Ipv4Addr, KeyPart::Addr(IpAddr::V4(_)))
+                | (KeyType::Ipv6Addr, KeyPart::Addr(IpAddr::V6(_)))
+                | (KeyType::InetProto, KeyPart::Proto(_))
+                | (KeyType::InetService, KeyPart::Port(_))
+        )
+    }
+}
+
+/// What a set lookup loads from the packet: `ip saddr`, `ip daddr`, `ip6 saddr`,
+/// `ip6 daddr`, `meta l4proto`, `th dport`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Field {
+    IpSaddr,
+    IpDaddr,
+    Ip6Saddr,
+    Ip6Daddr,
+    L4Proto,
+    ThDport,
+}
+
+impl Field {
+    /// The datatype of the loaded value (what the set's key must be at this position).
+    pub fn key_type(self) -> KeyType {
+        match self {
+            Field::IpSaddr | Field::IpDaddr => KeyType::Ipv4Addr,
+            Field::Ip6Saddr | Field::Ip6Daddr => KeyType::Ipv6Addr,
+            Field::L4Proto => KeyType::InetProto,
+            Field::ThDport => KeyType::InetService,
+        }
+    }
+
+    /// `Some(true)` for IPv4 header fields, `Some(false)` for IPv6, `None` otherwise.
+    pub fn is_ipv4(self) -> Option<bool> {
+        match self {
+            Field::IpSaddr | Field::IpDaddr => Some(true),
+            Field::Ip6Saddr | Field::Ip6Daddr => Some(false),
+            Field::L4Proto | Field::ThDport => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Field::IpSaddr => "ip saddr",
+            Field::IpDaddr => "ip daddr",
+            Field::Ip6Saddr => "ip6 saddr",
+            Field::Ip6Daddr => "ip6 daddr",
+            Field::L4Proto => "meta l4proto",
+            Field::ThDport => "th dport",
+        }
+    }
+}
+
+/// One part of a set element's key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum KeyPart {
+    Addr(IpAddr),
+    Proto(u8),
+    Port(u16),
+}
+
+impl KeyPart {
+    /// The value as the kernel compares it: addresses and ports in network byte order.
+    pub fn bytes(&self) -> Vec<u8> {
+        match self {
+            KeyPart::Addr(IpAddr::V4(a)) => a.octets().to_vec(),
+            KeyPart::Addr(IpAddr::V6(a)) => a.octets().to_vec(),
+            KeyPart::Proto(p) => vec![*p],
+            KeyPart::Port(p) => p.to_be_bytes().to_vec(),
+        }
+    }
+
+    /// The datatype this part belongs to.
+    pub fn key_type(&self) -> KeyType {
+        match self {
+            KeyPart::Addr(IpAddr::V4(_)) => KeyType::Ipv4Addr,
+            KeyPart::Addr(IpAddr::V6(_)) => KeyType::Ipv6Addr,
+            KeyPart::Proto(_) => KeyType::InetProto,
+            KeyPart::Port(_) => KeyType::InetService,
+        }
+    }
+
+    /// Reads a part of type `ty` from exactly `ty.byte_len()` bytes.
+    pub fn from_bytes(ty: KeyType, b: &[u8]) -> Option<KeyPart> {
+        Some(match ty {
+            KeyType::Ipv4Addr => KeyPart::Addr(IpAddr::from(<[u8; 4]>::try_from(b).ok()?)),
+            KeyType::Ipv6Addr => KeyPart::Addr(IpAddr::from(<[u8; 16]>::try_from(b).ok()?)),
+            KeyType::InetProto => KeyPart::Proto(*<&[u8; 1]>::try_from(b).ok()?.first()?),
+            KeyType::InetService => KeyPart::Port(u16::from_be_bytes(b.try_into().ok()?)),
+        })
+    }
+}
+
+/// `tcp`, `udp`, ... for the protocols `nft` names on a stock system, else the number.
+pub fn proto_name(p: u8) -> String {
+    match p {
+        1 => "icmp".to_owned(),
+        6 => "tcp".to_owned(),
+        17 => "udp".to_owned(),
+        58 => "ipv6-icmp".to_owned(),
+        132 => "sctp".to_owned(),
+        n => n.to_string(),
+    }
+}
+
+impl fmt::Display for KeyPart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyPart::Addr(a) => write!(f, "{a}"),
+            KeyPart::Proto(p) => f.write_str(&proto_name(*p)),
+            KeyPart::Port(p) => write!(f, "{p}"),
+        }
+    }
+}
+
+/// Bytes of a key in the kernel's layout: the parts in order, each zero-padded to a
+/// multiple of 4 bytes when there are several (a concatenation spans consecutive 32-bit
+/// registers), unpadded when there is one.
+pub fn key_bytes(key: &[KeyPart]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for p in key {
+        out.extend_from_slice(&p.bytes());
+        if key.len() > 1 {
+            out.resize(out.len().div_ceil(4) * 4, 0);
+        }
+    }
+    out
+}
+
+/// One element of a set or verdict map.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SetElem {
+    /// One part per key type of the set, in order.
+    pub key: Vec<KeyPart>,
+    /// The verdict of a verdict map's element (`Accept`, `Drop`, `Jump`, `Goto`); `None` in
+    /// a plain set.
+    pub verdict: Option<Verdict>,
+}
+
+impl SetElem {
+    /// An element of a plain set.
+    pub fn key(key: Vec<KeyPart>) -> SetElem {
+        SetElem { key, verdict: None }
+    }
+
+    /// An element of a verdict map.
+    pub fn map(key: Vec<KeyPart>, verdict: Verdict) -> SetElem {
+        SetElem {
+            key,
+            verdict: Some(verdict),
+        }
+    }
+}
+
+impl fmt::Display for SetElem {
+    /// `10.0.0.1 . tcp . 80`, or `10.0.0.1 : jump c` in a map.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.key.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" . ")?;
+            }
+            write!(f, "{p}")?;
+        }
+        if let Some(v) = &self.verdict {
+            write!(f, " : {v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A named set (`vmap: false`) or verdict map (`vmap: true`) with its elements.
+///
+/// Equality ignores the order of the elements (the kernel keeps none); the listing returns
+/// them, and the rendering prints them, in the order `nft list` uses.
+#[derive(Debug, Clone, Eq)]
+pub struct Set {
+    pub name: String,
+    /// One type, or several for a concatenation (`ipv4_addr . inet_proto . inet_service`).
+    pub key: Vec<KeyType>,
+    /// A verdict map (`type ipv4_addr : verdict`): every element carries a verdict.
+    pub vmap: bool,
+    pub comment: Option<String>,
+    pub elements: Vec<SetElem>,
+}
+
+impl PartialEq for Set {
+    fn eq(&self, other: &Set) -> bool {
+        let norm = |s: &Set| {
+            let mut e: Vec<_> = s.elements.iter().map(|e| (key_bytes(&e.key), e)).collect();
+            e.sort_by(|a, b| a.0.cmp(&b.0));
+            e.dedup();
+            e.into_iter().map(|(_, e)| e.clone()).collect::<Vec<_>>()
+        };
+        self.name == other.name
+            && self.key == other.key
+            && self.vmap == other.vmap
+            && self.comment == other.comment
+            && norm(self) == norm(other)
+    }
+}
+
+impl Set {
+    /// An empty set of `key`.
+    pub fn new(name: &str, key: Vec<KeyType>) -> Set {
+        Set {
+            name: name.to_owned(),
+            key,
+            vmap: false,
+            comment: None,
+            elements: Vec::new(),
+        }
+    }
+
+    /// An empty verdict map from `key`.
+    pub fn vmap(name: &str, key: Vec<KeyType>) -> Set {
+        Set {
+            vmap: true,
+            ..Set::new(name, key)
+        }
+    }
+
+    /// The kernel's key type: nft's datatype id, or for a concatenation the ids packed
+    /// [`TYPE_BITS`] each, first part in the highest bits.
+    pub fn key_type_id(&self) -> u32 {
+        self.key
+            .iter()
+            .fold(0, |acc, t| (acc << TYPE_BITS) | t.nft_id())
+    }
+
+    /// Bytes of a key: the sum of the parts, each padded to 4 bytes in a concatenation.
+    pub fn key_len(&self) -> usize {
+        if self.key.len() > 1 {
+            self.key.iter().map(|t| t.byte_len().div_ceil(4) * 4).sum()
+        } else {
+            self.key.iter().map(|t| t.byte_len()).sum()
+        }
+    }
+
+    /// `ipv4_addr . inet_service`, with ` : verdict` for a map.
+    pub fn type_text(&self) -> String {
+        let mut out = self
+            .key
+            .iter()
+            .map(|t| t.as_str())
+            .collect::<Vec<_>>()
+            .join(" . ");
+        if self.vmap {
+            out.push_str(" : verdict");
+        }
+        out
+    }
+
+    /// `set` or `map`.
+    pub fn keyword(&self) -> &'static str {
+        if self.vmap { "map" } else { "set" }
+    }
+
+    /// Why `elem` cannot be an element of this set, if it cannot.
+    pub fn check_elem(&self, elem: &SetElem) -> Result<(), String> {
+        let fits = elem.key.len() == self.key.len()
+            && self.key.iter().zip(&elem.key).all(|(t, p)| t.accepts(p));
+        if !fits {
+            return Err(format!(
+                "element {elem} does not match type {}",
+                self.type_text()
+            ));
+        }
+        match (&elem.verdict, self.vmap) {
+            (None, true) => Err(format!("element {elem} of a verdict map has no verdict")),
+            (Some(_), false) => Err(format!("element {elem} of a set has a verdict")),
+            _ => Ok(()),
+        }
+    }
+
+    /// The elements in the order `nft list` prints them: by value for one key type; for a
+    /// concatenation by the key read as one host-endian (little-endian) number, which is how
+    /// nft 1.0 compares concatenated values.
+    pub fn sorted_elements(&self) -> Vec<SetElem> {
+        let concat = self.key.len() > 1;
+        let mut e: Vec<(Vec<u8>, &SetElem)> = self
+            .elements
+            .iter()
+            .map(|e| {
+                let mut k = key_bytes(&e.key);
+                if concat {
+                    k.reverse();
+                }
+                (k, e)
+            })
+            .collect();
+        e.sort_by(|a, b| a.0.cmp(&b.0));
+        e.into_iter().map(|(_, e)| e.clone()).collect()
+    }
+
+    /// Elements per line in `nft list` output (nft's `calculate_delim`).
+    fn per_line(&self) -> usize {
+        match self.key.as_slice() {
+            [KeyType::Ipv4Addr] => 2,
+            [KeyType::InetProto] | [KeyType::InetService] => 5,
+            _ => 1,
+        }
+    }
+
+    /// The `set`/`map` block as `nft list table` prints it inside a table (one tab indent).
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "\t{} {} {{", self.keyword(), self.name);
+        let _ = writeln!(out, "\t\ttype {}", self.type_text());
+        if let Some(c) = &self.comment {
+            let _ = writeln!(out, "\t\tcomment \"{c}\"");
+        }
+        let elems = self.sorted_elements();
+        if !elems.is_empty() {
+            out.push_str("\t\telements = { ");
+            let per_line = self.per_line();
+            for (i, e) in elems.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(if i % per_line == 0 {
+                        ",\n\t\t\t     "
+                    } else {
+                        ", "
+                    });
+                }
+                let _ = write!(out, "{e}");
+            }
+            out.push_str(" }\n");
+        }
+        out.push_str("\t}\n");
+        out
+    }
+}
+
+/// A conntrack state, in the order `nft` prints them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CtState {
+    Invalid,
+    Established,
+    Related,
+    New,
+    Untracked,
+}
+
+impl CtState {
+    pub const ALL: [CtState; 5] = [
+        CtState::Invalid,
+        CtState::Established,
+        CtState::Related,
+        CtState::New,
+        CtState::Untracked,
+    ];
+
+    /// The kernel's state bit (`NF_CT_STATE_*_BIT`).
+    pub fn bit(self) -> u32 {
+        match self {
+            CtState::Invalid => 1,
+            CtState::Established => 1 << 1,
+            CtState::Related => 1 << 2,
+            CtState::New => 1 << 3,
+            CtState::Untracked => 1 << 6,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CtState::Invalid => "invalid",
+            CtState::Established => "established",
+            CtState::Related => "related",
+            CtState::New => "new",
+            CtState::Untracked => "untracked",
+        }
+    }
+}
+
+/// The time unit of a rate limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LimitUnit {
+    Second,
+    Minute,
+}
+
+impl LimitUnit {
+    /// Seconds per unit (the kernel's `NFTA_LIMIT_UNIT`).
+    pub fn seconds(self) -> u64 {
+        match self {
+            LimitUnit::Second => 1,
+            LimitUnit::Minute => 60,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitUnit::Second => "second",
+            LimitUnit::Minute => "minute",
+        }
+    }
+}
+
+/// The burst `nft` assumes (and does not print) for a packet rate limit.
+pub const LIMIT_DEFAULT_BURST: u32 = 5;
+
 /// One statement of a rule, at the level `nft` prints it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Stmt {
@@ -330,97 +817,49 @@ pub enum Stmt {
         addr: IpAddr,
         port: Option<u16>,
     },
-    /// Kernel expressions we did not generate and cannot name; kept so a reader sees them.
-    Unknown(String),
+    /// `ip saddr @s`, `ip daddr . meta l4proto . th dport @s`, `ip saddr != @s`: the fields,
+    /// loaded into consecutive registers, looked up in the named set, whose key types must
+    /// be the fields' [`Field::key_type`]s in order.
     Lookup {
         fields: Vec<Field>,
         set: String,
         negate: bool,
     },
+    /// `ip daddr vmap @m`: the verdict of the map element matching the fields.
     Vmap {
         fields: Vec<Field>,
         map: String,
     },
+    /// `ct state established,related`: any of the states. Listing returns them in
+    /// [`CtState`] order; build with [`Stmt::ct_state`] to compare equal.
     CtState(Vec<CtState>),
+    /// `counter packets 0 bytes 0`. Always written as a fresh counter (the values are
+    /// ignored); listing returns the kernel's values.
     Counter {
         packets: u64,
         bytes: u64,
     },
+    /// `limit rate 10/second burst 5 packets` (nft omits `burst 5 packets`, its default, and
+    /// so does the rendering). `rate` and `burst` are packets and at least 1.
     Limit {
         rate: u32,
         per: LimitUnit,
         burst: u32,
     },
+    /// `log prefix "x" group 100`: to the kernel log, or to nflog group `group`.
     Log {
         prefix: Option<String>,
         group: Option<u16>,
     },
+    /// `tcp dport 1000-2000`: a port in `lo..=hi` (`lo <= hi`).
     PortRange {
         proto: L4Proto,
         field: PortField,
         lo: u16,
         hi: u16,
     },
-}
-
-// SHIM (replaced by the nft-sets branch)
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum KeyType {
-    Ipv4Addr,
-    Ipv6Addr,
-    InetProto,
-    InetService,
-}
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Field {
-    IpSaddr,
-    IpDaddr,
-    Ip6Saddr,
-    Ip6Daddr,
-    L4Proto,
-    ThDport,
-}
-impl Field {
-    pub fn key_type(self) -> KeyType {
-        match self {
-            Field::IpSaddr | Field::IpDaddr => KeyType::Ipv4Addr,
-            Field::Ip6Saddr | Field::Ip6Daddr => KeyType::Ipv6Addr,
-            Field::L4Proto => KeyType::InetProto,
-            Field::ThDport => KeyType::InetService,
-        }
-    }
-}
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum KeyPart {
-    Addr(IpAddr),
-    Proto(u8),
-    Port(u16),
-}
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct SetElem {
-    pub key: Vec<KeyPart>,
-    pub verdict: Option<Verdict>,
-}
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Set {
-    pub name: String,
-    pub key: Vec<KeyType>,
-    pub vmap: bool,
-    pub comment: Option<String>,
-    pub elements: Vec<SetElem>,
-}
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CtState {
-    Invalid,
-    Established,
-    Related,
-    New,
-    Untracked,
-}
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum LimitUnit {
-    Second,
-    Minute,
+    /// Kernel expressions we did not generate and cannot name; kept so a reader sees them.
+    Unknown(String),
 }
 
 impl Stmt {
@@ -451,13 +890,35 @@ impl Stmt {
         }
     }
 
+    /// `ct state` with the states in [`CtState`] order, without duplicates (the order the
+    /// listing returns).
+    pub fn ct_state(states: &[CtState]) -> Stmt {
+        let mut v = states.to_vec();
+        v.sort();
+        v.dedup();
+        Stmt::CtState(v)
+    }
+
+    /// `ip saddr @set` and friends.
+    pub fn lookup(fields: &[Field], set: &str) -> Stmt {
+        Stmt::Lookup {
+            fields: fields.to_vec(),
+            set: set.to_owned(),
+            negate: false,
+        }
+    }
+
     fn render(&self, family: Family, out: &mut String) {
+        // Writing into a String cannot fail.
+        let _ = self.write_text(family, out);
+    }
+
+    fn write_text(&self, family: Family, out: &mut String) -> fmt::Result {
         let op = |op: &CmpOp| match op {
             CmpOp::Eq => "",
             CmpOp::Neq => "!= ",
         };
-        // Writing into a String cannot fail.
-        let _ = match self {
+        match self {
             Stmt::Ip { field, op: o, net } => {
                 let fam = if net.is_ipv4() { "ip" } else { "ip6" };
                 let field = match field {
@@ -512,14 +973,7 @@ impl Stmt {
             Stmt::EtherSaddr { op: o, mac } => {
                 write!(out, "ether saddr {}{}", op(o), format_mac(mac))
             }
-            Stmt::Verdict(v) => match v {
-                Verdict::Accept => write!(out, "accept"),
-                Verdict::Drop => write!(out, "drop"),
-                Verdict::Continue => write!(out, "continue"),
-                Verdict::Return => write!(out, "return"),
-                Verdict::Jump(c) => write!(out, "jump {c}"),
-                Verdict::Goto(c) => write!(out, "goto {c}"),
-            },
+            Stmt::Verdict(v) => write!(out, "{v}"),
             Stmt::Masquerade => write!(out, "masquerade"),
             Stmt::Dnat { addr, port } => {
                 let fam = match (family, addr) {
@@ -533,10 +987,66 @@ impl Stmt {
                     (a, None) => write!(out, "dnat {fam}to {a}"),
                 }
             }
+            Stmt::Lookup {
+                fields,
+                set,
+                negate,
+            } => {
+                let neg = if *negate { "!= " } else { "" };
+                write!(out, "{} {neg}@{set}", fields_text(fields))
+            }
+            Stmt::Vmap { fields, map } => write!(out, "{} vmap @{map}", fields_text(fields)),
+            Stmt::CtState(states) => {
+                let s: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
+                write!(out, "ct state {}", s.join(","))
+            }
+            Stmt::Counter { packets, bytes } => {
+                write!(out, "counter packets {packets} bytes {bytes}")
+            }
+            Stmt::Limit { rate, per, burst } => {
+                write!(out, "limit rate {rate}/{}", per.as_str())?;
+                if *burst != LIMIT_DEFAULT_BURST && *burst != 0 {
+                    write!(out, " burst {burst} packets")?;
+                }
+                Ok(())
+            }
+            Stmt::Log { prefix, group } => {
+                out.push_str("log");
+                if let Some(p) = prefix {
+                    write!(out, " prefix \"{p}\"")?;
+                }
+                if let Some(g) = group {
+                    write!(out, " group {g}")?;
+                }
+                Ok(())
+            }
+            Stmt::PortRange {
+                proto,
+                field,
+                lo,
+                hi,
+            } => {
+                let field = match field {
+                    PortField::Sport => "sport",
+                    PortField::Dport => "dport",
+                };
+                match proto.keyword() {
+                    Some(k) => write!(out, "{k} {field} {lo}-{hi}"),
+                    None => write!(out, "meta l4proto {} th {field} {lo}-{hi}", proto.number()),
+                }
+            }
             Stmt::Unknown(s) => write!(out, "{s}"),
-            other => write!(out, "{other:?}"),
-        };
+        }
     }
+}
+
+/// `ip daddr . meta l4proto . th dport`.
+fn fields_text(fields: &[Field]) -> String {
+    fields
+        .iter()
+        .map(|f| f.as_str())
+        .collect::<Vec<_>>()
+        .join(" . ")
 }
 
 /// Clears the host bits of a network.
@@ -689,8 +1199,14 @@ impl fmt::Display for Table {
     /// The table as `nft list table` prints it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "table {} {} {{", self.family, self.name)?;
-        for (i, c) in self.chains.iter().enumerate() {
+        for (i, s) in self.sets.iter().enumerate() {
             if i > 0 {
+                writeln!(f)?;
+            }
+            f.write_str(&s.render())?;
+        }
+        for (i, c) in self.chains.iter().enumerate() {
+            if i > 0 || !self.sets.is_empty() {
                 writeln!(f)?;
             }
             writeln!(f, "\tchain {} {{", c.name)?;
@@ -803,11 +1319,219 @@ mod tests {
             family: Family::Ip,
             name: "t".into(),
             chains: vec![Chain::regular("hostports"), pre],
-            sets: vec![],
+            sets: Vec::new(),
         };
         assert_eq!(
             t.to_string(),
             "table ip t {\n\tchain hostports {\n\t}\n\n\tchain prerouting {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n\t\tfib daddr type local jump hostports\n\t}\n}\n"
+        );
+    }
+
+    fn v4(s: &str) -> KeyPart {
+        KeyPart::Addr(s.parse().unwrap())
+    }
+
+    #[test]
+    fn sets_render_like_nft_list() {
+        // Captured from `nft list table ip w` (nftables 1.0.6) after loading the same
+        // sets with `nft -f`: elements sorted, wrapped 2 (IPv4), 5 (ports) or 1 (IPv6,
+        // concatenations) per line.
+        let mut a = Set::new("a", vec![KeyType::Ipv4Addr]);
+        a.elements = (1..=12)
+            .rev()
+            .map(|i| SetElem::key(vec![v4(&format!("10.0.0.{i}"))]))
+            .collect();
+        let mut b = Set::new("b", vec![KeyType::InetService]);
+        b.elements = (1..=25)
+            .map(|p| SetElem::key(vec![KeyPart::Port(p)]))
+            .collect();
+        let mut d = Set::new(
+            "d",
+            vec![KeyType::Ipv4Addr, KeyType::InetProto, KeyType::InetService],
+        );
+        d.elements = vec![
+            SetElem::key(vec![v4("10.0.0.2"), KeyPart::Proto(17), KeyPart::Port(4)]),
+            SetElem::key(vec![v4("10.0.0.1"), KeyPart::Proto(6), KeyPart::Port(1)]),
+            SetElem::key(vec![v4("10.0.0.1"), KeyPart::Proto(6), KeyPart::Port(3)]),
+            SetElem::key(vec![v4("10.0.0.1"), KeyPart::Proto(6), KeyPart::Port(2)]),
+        ];
+        let mut e = Set::new("e", vec![KeyType::Ipv6Addr]);
+        e.elements = (1..=3)
+            .map(|i| SetElem::key(vec![KeyPart::Addr(format!("::{i}").parse().unwrap())]))
+            .collect();
+        let mut m = Set::vmap("m", vec![KeyType::Ipv4Addr]);
+        m.elements = (1..=5)
+            .map(|i| {
+                let v = if i == 5 {
+                    Verdict::Drop
+                } else {
+                    Verdict::Accept
+                };
+                SetElem::map(vec![v4(&format!("10.0.0.{i}"))], v)
+            })
+            .collect();
+        let mut n = Set::vmap("n", vec![KeyType::Ipv4Addr, KeyType::InetService]);
+        n.elements = vec![
+            SetElem::map(
+                vec![v4("10.0.0.2"), KeyPart::Port(81)],
+                Verdict::Jump("x".into()),
+            ),
+            SetElem::map(vec![v4("10.0.0.1"), KeyPart::Port(80)], Verdict::Accept),
+        ];
+        let mut em = Set::new("em", vec![KeyType::Ipv4Addr]);
+        em.comment = Some("c".into());
+        let t = Table {
+            family: Family::Ip,
+            name: "w".into(),
+            chains: vec![Chain::regular("x")],
+            sets: vec![a, b, d, e, m, n, em],
+        };
+        assert_eq!(
+            t.to_string(),
+            "table ip w {
+	set a {
+		type ipv4_addr
+		elements = { 10.0.0.1, 10.0.0.2,
+			     10.0.0.3, 10.0.0.4,
+			     10.0.0.5, 10.0.0.6,
+			     10.0.0.7, 10.0.0.8,
+			     10.0.0.9, 10.0.0.10,
+			     10.0.0.11, 10.0.0.12 }
+	}
+
+	set b {
+		type inet_service
+		elements = { 1, 2, 3, 4, 5,
+			     6, 7, 8, 9, 10,
+			     11, 12, 13, 14, 15,
+			     16, 17, 18, 19, 20,
+			     21, 22, 23, 24, 25 }
+	}
+
+	set d {
+		type ipv4_addr . inet_proto . inet_service
+		elements = { 10.0.0.1 . tcp . 1,
+			     10.0.0.1 . tcp . 2,
+			     10.0.0.1 . tcp . 3,
+			     10.0.0.2 . udp . 4 }
+	}
+
+	set e {
+		type ipv6_addr
+		elements = { ::1,
+			     ::2,
+			     ::3 }
+	}
+
+	map m {
+		type ipv4_addr : verdict
+		elements = { 10.0.0.1 : accept, 10.0.0.2 : accept,
+			     10.0.0.3 : accept, 10.0.0.4 : accept,
+			     10.0.0.5 : drop }
+	}
+
+	map n {
+		type ipv4_addr . inet_service : verdict
+		elements = { 10.0.0.1 . 80 : accept,
+			     10.0.0.2 . 81 : jump x }
+	}
+
+	set em {
+		type ipv4_addr
+		comment \"c\"
+	}
+
+	chain x {
+	}
+}
+"
+        );
+    }
+
+    #[test]
+    fn set_keys_are_typed_like_nft() {
+        let s = Set::new(
+            "s",
+            vec![KeyType::Ipv4Addr, KeyType::InetProto, KeyType::InetService],
+        );
+        // `nft --debug=mnl add set ... { type ipv4_addr . inet_proto . inet_service; }`
+        // sends key type 0x730d and key length 12.
+        assert_eq!((s.key_type_id(), s.key_len()), (0x730d, 12));
+        assert_eq!(Set::new("p", vec![KeyType::InetProto]).key_len(), 1);
+        assert_eq!(Set::new("v", vec![KeyType::Ipv6Addr]).key_type_id(), 8);
+        let e = SetElem::key(vec![v4("10.0.0.1"), KeyPart::Proto(6), KeyPart::Port(80)]);
+        assert_eq!(
+            key_bytes(&e.key),
+            vec![10, 0, 0, 1, 6, 0, 0, 0, 0, 80, 0, 0]
+        );
+        assert_eq!(key_bytes(&[KeyPart::Port(443)]), vec![1, 187]);
+        assert!(s.check_elem(&e).is_ok());
+        assert!(s.check_elem(&SetElem::key(vec![v4("10.0.0.1")])).is_err());
+        let m = Set::vmap("m", vec![KeyType::Ipv4Addr]);
+        assert!(m.check_elem(&SetElem::key(vec![v4("10.0.0.1")])).is_err());
+        assert!(
+            m.check_elem(&SetElem::map(vec![v4("10.0.0.1")], Verdict::Accept))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn sets_compare_as_sets() {
+        let mut a = Set::new("a", vec![KeyType::InetService]);
+        a.elements = vec![
+            SetElem::key(vec![KeyPart::Port(2)]),
+            SetElem::key(vec![KeyPart::Port(1)]),
+        ];
+        let mut b = a.clone();
+        b.elements.reverse();
+        assert_eq!(a, b);
+        b.elements.pop();
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn policy_statements_render_like_nft() {
+        let r = Rule::new(vec![
+            Stmt::ct_state(&[CtState::Related, CtState::Established, CtState::Related]),
+            Stmt::Lookup {
+                fields: vec![Field::IpDaddr, Field::L4Proto, Field::ThDport],
+                set: "s".into(),
+                negate: true,
+            },
+            Stmt::Vmap {
+                fields: vec![Field::Ip6Saddr],
+                map: "m".into(),
+            },
+            Stmt::Counter {
+                packets: 1,
+                bytes: 60,
+            },
+            Stmt::Limit {
+                rate: 10,
+                per: LimitUnit::Second,
+                burst: 5,
+            },
+            Stmt::Limit {
+                rate: 1,
+                per: LimitUnit::Minute,
+                burst: 20,
+            },
+            Stmt::Log {
+                prefix: Some("x".into()),
+                group: Some(100),
+            },
+            Stmt::PortRange {
+                proto: L4Proto::Tcp,
+                field: PortField::Dport,
+                lo: 1000,
+                hi: 2000,
+            },
+        ]);
+        assert_eq!(
+            r.render(Family::Inet),
+            "ct state established,related ip daddr . meta l4proto . th dport != @s \
+             ip6 saddr vmap @m counter packets 1 bytes 60 limit rate 10/second \
+             limit rate 1/minute burst 20 packets log prefix \"x\" group 100 tcp dport 1000-2000"
         );
     }
 }

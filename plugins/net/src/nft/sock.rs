@@ -1,11 +1,24 @@
 //! The `NETLINK_NETFILTER` socket and the netlink framing around nf_tables messages.
 //!
 //! A transaction is sent with one `sendto` (batch begin, the messages, batch end: the kernel
-//! only treats them as one transaction when they arrive in one datagram). nfnetlink processes
-//! a batch synchronously inside that call and queues one acknowledgement or error per message
-//! before returning, so the replies are drained without blocking, as `nft` does
-//! (`mnl_batch_talk`). `NETLINK_CAP_ACK` keeps error replies small (no echo of our message),
-//! and a large receive buffer keeps a long batch's acknowledgements from overflowing it.
+//! only treats them as one transaction when they arrive in one datagram). Netlink refuses a
+//! datagram larger than the socket's send buffer, so [`NfSocket::reserve`] raises it to the
+//! batch size with `SO_SNDBUFFORCE` (falling back to `SO_SNDBUF`), as nft's
+//! `mnl_set_sndbuffer` does; a policy batch of 100,000 set elements is several megabytes.
+//!
+//! nfnetlink processes a batch synchronously inside that call and queues its replies before
+//! returning, so they are drained without blocking, as `nft` does (`mnl_batch_talk`). Like
+//! nft, we do not ask for an acknowledgement per message: the kernel reports every failed
+//! message (with its sequence number) whether asked or not, so a successful batch produces
+//! no per-message replies at all, only the acknowledgements of the batch begin and end
+//! messages on kernels from 6.10. Per-message acknowledgements would queue one socket buffer
+//! (about 1 KiB of receive budget) per message, and a batch of tens of thousands of messages
+//! overflowed any reasonable receive buffer: the kernel then drops replies and the socket
+//! reports `ENOBUFS`. Error replies are bounded by the receive buffer sized in `reserve`
+//! (1 KiB per message, 4 to 64 MiB); if a batch with more failures than that still overflows
+//! it, the first errors (the ones that matter) were queued first and are kept, and the loss
+//! is reported. `NETLINK_CAP_ACK` keeps error replies small (no echo of our message).
+//!
 //! Dumps are read until `NLMSG_DONE` with a receive timeout, so a plugin never hangs on a
 //! kernel that stops answering. The framing helpers are pure and unit-tested.
 
@@ -19,6 +32,9 @@ pub(crate) const NLM_F_DUMP_INTR: u16 = 0x10;
 const HDR_LEN: usize = 16;
 const RECV_BUF: usize = 128 * 1024;
 const RCVBUF_SIZE: usize = 4 * 1024 * 1024;
+const RCVBUF_MAX: usize = 64 * 1024 * 1024;
+/// Receive budget per batch message, for its possible error reply.
+const RCVBUF_PER_MSG: usize = 1024;
 const RECV_TIMEOUT_SECS: i64 = 30;
 
 /// One netlink message inside a datagram.
@@ -103,17 +119,19 @@ impl NfSocket {
         Ok(NfSocket { sock })
     }
 
-    /// Makes room for a batch of `bytes` with `messages` operations: netlink refuses a
-    /// datagram larger than the send buffer, and each acknowledgement costs receive buffer
-    /// space (about one small socket buffer each).
+    /// Makes room for a batch of `bytes` with `messages` messages: netlink refuses a
+    /// datagram larger than the send buffer, and each error reply costs receive buffer space
+    /// (about one small socket buffer each).
     pub fn reserve(&self, bytes: usize, messages: usize) {
-        // Best effort: if this fails, the send or the acknowledgements report the problem.
-        let _ = set_buf(&self.sock, libc::SO_SNDBUFFORCE, bytes + 64 * 1024);
-        let _ = set_buf(
-            &self.sock,
-            libc::SO_RCVBUFFORCE,
-            RCVBUF_SIZE.max(messages * 2048),
-        );
+        // Best effort: if this fails, the send reports EMSGSIZE, or the drain the loss.
+        let snd = bytes + 64 * 1024;
+        if set_buf(&self.sock, libc::SO_SNDBUFFORCE, snd).is_err() {
+            let _ = set_buf(&self.sock, libc::SO_SNDBUF, snd);
+        }
+        let rcv = (messages * RCVBUF_PER_MSG).clamp(RCVBUF_SIZE, RCVBUF_MAX);
+        if set_buf(&self.sock, libc::SO_RCVBUFFORCE, rcv).is_err() {
+            let _ = set_buf(&self.sock, libc::SO_RCVBUF, rcv);
+        }
     }
 
     pub fn send(&self, bytes: &[u8], what: &str) -> Result<(), NftError> {
@@ -148,13 +166,20 @@ impl NfSocket {
         }
     }
 
-    /// Every datagram already queued (the replies to a batch).
-    pub fn drain(&self, what: &str) -> Result<Vec<Vec<u8>>, NftError> {
+    /// Every datagram already queued (the replies to a batch), and whether the kernel
+    /// dropped some because the receive buffer was full (`ENOBUFS`, reported once, after
+    /// which the queued replies are still read).
+    pub fn drain(&self, what: &str) -> Result<(Vec<Vec<u8>>, bool), NftError> {
         let mut out = Vec::new();
-        while let Some(d) = self.recv_flags(libc::MSG_DONTWAIT, what)? {
-            out.push(d);
+        let mut lost = false;
+        loop {
+            match self.recv_flags(libc::MSG_DONTWAIT, what) {
+                Ok(Some(d)) => out.push(d),
+                Ok(None) => return Ok((out, lost)),
+                Err(e) if e.errno() == Some(libc::ENOBUFS) && !lost => lost = true,
+                Err(e) => return Err(e),
+            }
         }
-        Ok(out)
     }
 
     /// The next datagram, waiting for it.
