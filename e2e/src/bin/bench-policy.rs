@@ -48,6 +48,8 @@ const NODE: &str = "node-0";
 /// Seconds per iperf3 run (see bench-cluster: at these RTTs one second is steady state, and
 /// many short paired rounds beat a few long ones on this noisy machine).
 const SECONDS: u32 = 1;
+/// Pause between loading or removing the table and an iperf3 run.
+const SETTLE: Duration = Duration::from_millis(300);
 
 struct Args {
     output: PathBuf,
@@ -174,7 +176,8 @@ fn full_apply(case: &str, model: &Model, runs: usize) -> FullApply {
 fn label_changes(case: &str, model: &Model, changes: usize) -> LabelChange {
     let pod = churn_pod(model, NODE);
     let mut prev = apply_full(model);
-    let (mut comp, mut app, mut total, mut elems) = (vec![], vec![], vec![], vec![]);
+    let (mut comp, mut plans, mut commits, mut total, mut elems) =
+        (vec![], vec![], vec![], vec![], vec![]);
     // Change 0 is a warm-up (and may be a no-op: the pod may already carry that label).
     for k in 0..=changes {
         // The source's work: the new snapshot exists before the controller sees it.
@@ -183,6 +186,7 @@ fn label_changes(case: &str, model: &Model, changes: usize) -> LabelChange {
         let c = compile(&next, &opts());
         let t1 = Instant::now();
         let (tx, sum) = apply::plan(Some(&prev), &c.table);
+        let tp = Instant::now();
         apply::commit(&tx).expect("incremental apply");
         let t2 = Instant::now();
         assert!(sum.elements_only(), "a label change planned {sum:?}");
@@ -192,7 +196,8 @@ fn label_changes(case: &str, model: &Model, changes: usize) -> LabelChange {
         }
         assert!(!sum.is_noop(), "the label change changed no set element");
         comp.push(t1 - t0);
-        app.push(t2 - t1);
+        plans.push(tp - t1);
+        commits.push(t2 - tp);
         total.push(t2 - t0);
         elems.push(sum.elements_added + sum.elements_removed);
     }
@@ -205,7 +210,8 @@ fn label_changes(case: &str, model: &Model, changes: usize) -> LabelChange {
             elems.iter().copied().max().unwrap_or(0),
         ),
         compile: s(&comp),
-        apply: s(&app),
+        plan: s(&plans),
+        commit: s(&commits),
         total: s(&total),
     }
 }
@@ -419,6 +425,9 @@ fn throughput(bed: &Testbed, model: &Model, rounds: usize) -> Vec<Throughput> {
                 } else {
                     unload()
                 }
+                // Let the kernel finish freeing the previous table (RCU callbacks) before
+                // the clock runs, so that neither arm pays for the other's set-up.
+                std::thread::sleep(SETTLE);
                 iperf(client, server_ip)
             };
             let (w, wo) = if round % 2 == 0 {
@@ -525,9 +534,10 @@ fn main() {
             full.push(f);
             let l = label_changes(case, m, a.changes);
             println!(
-                "label change {case}: compile {} + apply {} = {} (p90 {}), {}–{} elements",
+                "label change {case}: compile {} + plan {} + commit {} = {} (p90 {}), {}–{} elements",
                 report::ms(l.compile.median),
-                report::ms(l.apply.median),
+                report::ms(l.plan.median),
+                report::ms(l.commit.median),
                 report::ms(l.total.median),
                 report::ms(l.total.p90),
                 l.elements.0,
