@@ -355,7 +355,7 @@ pub struct EndpointSlice {
 }
 
 /// A consistent snapshot of everything the sources know.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Model {
     /// Increases with every published change.
     pub generation: u64,
