@@ -32,6 +32,8 @@ pub struct Meta {
     pub policies: usize,
     pub nodes: usize,
     pub seed: u64,
+    /// The 1-minute load average before and after the run (`/proc/loadavg`).
+    pub load: (f64, f64),
 }
 
 /// The size of a compiled table.
@@ -213,6 +215,17 @@ pub fn render(run: &PolicyRun) -> String {
     let _ = writeln!(s, "- Command: `{}`", m.command);
     let _ = writeln!(
         s,
+        "- Load average (1 min) before / after: {:.2} / {:.2}{}",
+        m.load.0,
+        m.load.1,
+        if m.load.0.max(m.load.1) >= 0.5 {
+            " (other work ran on this shared machine during the run, and every timing includes its share)"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(
+        s,
         "- Model: {} NetworkPolicies over {} pods in {} namespaces on {} nodes, generated from \
          seed {} by `e2e/src/policy_model.rs` (default deny both ways, same-namespace `app` \
          selectors, namespaceSelector and namespaceSelector + podSelector peers, ipBlocks with \
@@ -324,7 +337,8 @@ pub fn render(run: &PolicyRun) -> String {
             let _ = writeln!(
                 s,
                 "\nNot measured through twilld: this build of twilld has no `--manifests` \
-                 source to drive it with."
+                 flag to drive it with (the manifest source exists in `daemon/src/source`, but \
+                 `twilld` does not start it yet)."
             );
         }
     }
@@ -403,6 +417,7 @@ mod tests {
                 policies: 1000,
                 nodes: 50,
                 seed: 7,
+                load: (1.5, 0.2),
             },
             full_runs: 7,
             full: vec![FullApply {
@@ -449,6 +464,7 @@ mod tests {
         assert!(page.contains("- Date: 2026-12-01 (UTC)"));
         assert!(page.contains("- Machine: 2 CPUs (Test CPU), Linux 6.1.0"));
         assert!(page.contains("- Command: `target/release/bench-policy`"));
+        assert!(page.contains("- Load average (1 min) before / after: 1.50 / 0.20 (other work"));
         assert!(page.contains(
             "| node-0 (100 local pods) | 100 | 2000 | 5000 | 3000 | 40000 | 100.0 ms / 120.0 ms |"
         ));

@@ -463,8 +463,8 @@ fn throughput(bed: &Testbed, model: &Model, rounds: usize) -> Vec<Throughput> {
     out
 }
 
-/// Measurement 2 through twilld, when it can read manifests. Not on this build: twilld has
-/// no manifest source yet.
+/// Measurement 2 through twilld, when it can read manifests. Not on this build: the manifest
+/// source exists (`daemon/src/source`) but `twilld` has no `--manifests` flag to start it.
 fn daemon_change(_model: &Model, _changes: usize) -> Option<DaemonChange> {
     None
 }
@@ -491,8 +491,17 @@ fn machine() -> Machine {
     }
 }
 
+/// The 1-minute load average.
+fn load() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(f64::NAN)
+}
+
 fn main() {
     let a = args();
+    let load_before = load();
     twill_testutil::require_root();
     twill_testutil::require_tool("iperf3", "iperf3");
     let params = Params::default();
@@ -570,6 +579,7 @@ fn main() {
             policies: model.policies.len(),
             nodes: model.nodes.len(),
             seed: params.seed,
+            load: (load_before, load()),
         },
         full_runs: a.runs,
         full,
