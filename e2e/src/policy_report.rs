@@ -154,7 +154,7 @@ pub fn verdicts(run: &PolicyRun) -> Vec<String> {
     let mut out = Vec::new();
     for f in &run.full {
         out.push(format!(
-            "1. compile + apply, {}: p90 {} (create), {} (replace): < {} {}",
+            "(1) compile + apply, {}: p90 {} (create), {} (replace): < {} {}",
             f.case,
             ms(f.total.p90),
             ms(f.total_replace.p90),
@@ -164,7 +164,7 @@ pub fn verdicts(run: &PolicyRun) -> Vec<String> {
     }
     for l in &run.label {
         out.push(format!(
-            "2. label change to kernel, {}: p90 {}: < {} {}",
+            "(2) label change to kernel, {}: p90 {}: < {} {}",
             l.case,
             ms(l.total.p90),
             ms(CHANGE_TARGET),
@@ -173,7 +173,7 @@ pub fn verdicts(run: &PolicyRun) -> Vec<String> {
     }
     if let Some(d) = &run.daemon {
         out.push(format!(
-            "2. label change through twilld (manifest to /status): p90 {}: < {} {}",
+            "(2) label change through twilld (manifest to /status): p90 {}: < {} {}",
             ms(d.total.p90),
             ms(CHANGE_TARGET),
             verdict(time_met(&d.total, CHANGE_TARGET))
@@ -181,7 +181,7 @@ pub fn verdicts(run: &PolicyRun) -> Vec<String> {
     }
     for t in &run.throughput {
         out.push(format!(
-            "3. throughput with/without policies, {}: median {:.3} (95 % {:.3}–{:.3}): ≥ {:.2} {}",
+            "(3) throughput with/without policies, {}: median {:.3} (95 % {:.3}–{:.3}): ≥ {:.2} {}",
             t.path,
             t.ratio,
             t.ci.0,
