@@ -39,7 +39,6 @@ pub struct Meta {
 /// The size of a compiled table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Size {
-    pub local_pods: usize,
     pub enforced_pods: usize,
     pub chains: usize,
     pub rules: usize,
@@ -423,7 +422,6 @@ mod tests {
             full: vec![FullApply {
                 case: "node-0 (100 local pods)".into(),
                 size: Size {
-                    local_pods: 100,
                     enforced_pods: 100,
                     chains: 2000,
                     rules: 5000,
