@@ -3,7 +3,8 @@
 #               namespaces, print the ping matrix and netctl output, tear it all down
 #   make test   install what is missing, build, lint and run every test (needs root)
 #   make bench  plugins against the reference plugins, pod throughput against the underlay,
-#               lease-to-route latency; writes docs/benchmarks.md
+#               lease-to-route latency, NetworkPolicy compile/apply/label-change latency and
+#               throughput with 1,000 policies; writes docs/benchmarks.md
 
 APT_PACKAGES := pkg-config libnftnl-dev libmnl-dev protobuf-compiler libprotobuf-dev \
 	iproute2 nftables iptables conntrack etcd-server iperf3 curl podman runc \
@@ -43,6 +44,7 @@ bench: deps
 	$(CARGO) build --release --workspace --bins
 	target/release/bench-plugins $(BENCH_ARGS)
 	target/release/bench-cluster
+	target/release/bench-policy
 
 clean:
 	$(CARGO) clean

@@ -11,6 +11,8 @@
 //!   plugin process; used by the benchmark.
 //! - [`subnet`]: unique test subnets.
 //! - [`stats`] and [`report`]: pure summaries and the `docs/benchmarks.md` rendering.
+//! - [`policy_model`]: the seeded cluster of namespaces, pods and NetworkPolicies the policy
+//!   benchmark compiles; [`policy_report`]: its section of `docs/benchmarks.md`.
 //! - [`cluster`]: a multi-node cluster in namespaces: underlay, real etcd, one `twilld` per
 //!   node, pods through the `twill` CNI plugin.
 //! - [`netpol`]: the NetworkPolicy conformance harness on top of [`cluster`]: objects as
@@ -27,6 +29,8 @@ pub mod cluster;
 pub mod netpol;
 pub mod plugins;
 pub mod podman;
+pub mod policy_model;
+pub mod policy_report;
 pub mod report;
 pub mod stats;
 pub mod subnet;
