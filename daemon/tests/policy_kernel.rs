@@ -365,14 +365,28 @@ fn egress_isolation_blocks_the_source_side() {
         ingress_isolation: false,
         egress_isolation: true,
         ingress: vec![],
-        egress: vec![PolicyRule {
-            peers: vec![Peer::Namespaces(sel(NAMESPACE_NAME_LABEL, "y"))],
-            ports: vec![PolicyPort {
-                protocol: Protocol::Tcp,
-                port: Some(PortRef::Number(80)),
-                end_port: Some(81),
-            }],
-        }],
+        egress: vec![
+            PolicyRule {
+                peers: vec![Peer::Namespaces(sel(NAMESPACE_NAME_LABEL, "y"))],
+                ports: vec![PolicyPort {
+                    protocol: Protocol::Tcp,
+                    port: Some(PortRef::Number(80)),
+                    end_port: Some(81),
+                }],
+            },
+            // "The internet": every IPv4 address but the pod network, on TCP 80.
+            PolicyRule {
+                peers: vec![Peer::IpBlock(IpBlock {
+                    cidr: "0.0.0.0/0".parse().unwrap(),
+                    except: vec!["10.50.0.0/24".parse().unwrap()],
+                })],
+                ports: vec![PolicyPort {
+                    protocol: Protocol::Tcp,
+                    port: Some(PortRef::Number(80)),
+                    end_port: None,
+                }],
+            },
+        ],
     };
     let c = compile(&model(vec![pol]), &opts());
     n.apply(None, &c.table).unwrap();
@@ -383,7 +397,14 @@ fn egress_isolation_blocks_the_source_side() {
     );
     assert!(!reach(b, n.v4("y/c"), Proto::Udp, 80), "UDP not listed");
     assert!(!reach(b, n.v4("x/a"), Proto::Tcp, 80), "x/a is not in y");
-    assert!(!reach(b, OUTSIDE, Proto::Tcp, 80), "outside denied too");
+    assert!(
+        reach(b, OUTSIDE, Proto::Tcp, 80),
+        "outside: 0.0.0.0/0 except the pods"
+    );
+    assert!(
+        !reach(b, n.v6("x/a"), Proto::Tcp, 80),
+        "0.0.0.0/0 is IPv4 only"
+    );
     assert!(
         reach(n.pod("x/a"), OUTSIDE, Proto::Tcp, 80),
         "x/a is not isolated"

@@ -93,10 +93,9 @@ const TEAMS: [&str; 8] = [
     "observability",
 ];
 const VERSIONS: [&str; 3] = ["v1", "v2", "v3"];
-/// "The internet" in ipBlocks. Real policies write `0.0.0.0/0`, but the engine cannot
-/// apply that yet (the nft encoder refuses a /0 prefix: "prefix 0.0.0.0/0 matches every
-/// address"), so half of it stands in: the same rules, the same per-packet cost.
-const INTERNET: &str = "0.0.0.0/1";
+/// "The internet" in ipBlocks, as real policies write it (the engine compiles it to the
+/// two halves of the IPv4 space).
+const INTERNET: &str = "0.0.0.0/0";
 /// The namespace the monitoring system runs in (the first of team `observability`).
 const MONITORING: &str = "ns-07";
 

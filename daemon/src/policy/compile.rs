@@ -574,13 +574,15 @@ impl<'a> Compiler<'a> {
                 if IpFamily::of(&b.cidr.ip()) != *fam {
                     continue;
                 }
-                let mut m = vec![addr_match(peer_field, CmpOp::Eq, b.cidr)];
-                m.extend(
-                    b.except
-                        .iter()
-                        .map(|e| addr_match(peer_field, CmpOp::Neq, *e)),
-                );
-                peer_matches.push(m);
+                for half in whole_family_halves(b.cidr) {
+                    let mut m = vec![addr_match(peer_field, CmpOp::Eq, half)];
+                    m.extend(
+                        b.except
+                            .iter()
+                            .map(|e| addr_match(peer_field, CmpOp::Neq, *e)),
+                    );
+                    peer_matches.push(m);
+                }
             }
             let mut ports = port_matches.clone();
             if !named.is_empty() {
@@ -643,6 +645,31 @@ impl<'a> Compiler<'a> {
             }
         }
     }
+}
+
+/// `cidr`, or, for `0.0.0.0/0` and `::/0` (which nftables cannot express as a prefix
+/// match: it matches every address and so says nothing), the two halves that cover the
+/// family, so the rule still matches only that family.
+fn whole_family_halves(cidr: ipnetwork::IpNetwork) -> Vec<ipnetwork::IpNetwork> {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    if cidr.prefix() != 0 {
+        return vec![cidr];
+    }
+    let (lo, hi): (IpAddr, IpAddr) = if cidr.is_ipv4() {
+        (
+            Ipv4Addr::UNSPECIFIED.into(),
+            Ipv4Addr::new(128, 0, 0, 0).into(),
+        )
+    } else {
+        (
+            Ipv6Addr::UNSPECIFIED.into(),
+            Ipv6Addr::new(0x8000, 0, 0, 0, 0, 0, 0, 0).into(),
+        )
+    };
+    [lo, hi]
+        .into_iter()
+        .filter_map(|a| ipnetwork::IpNetwork::new(a, 1).ok())
+        .collect()
 }
 
 /// Address elements of `pods` for one family, sorted and without duplicates.

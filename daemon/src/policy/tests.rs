@@ -635,3 +635,42 @@ fn compiled_rules_agree_with_the_semantics_on_random_models() {
         }
     }
 }
+
+#[test]
+fn an_ip_block_of_everything_is_two_halves_of_one_family() {
+    let mut p = policy("x/internet", sel(&[("pod", "a")]));
+    p.ingress = vec![PolicyRule {
+        peers: vec![Peer::IpBlock(IpBlock {
+            cidr: "0.0.0.0/0".parse().expect("net"),
+            except: vec!["10.0.2.0/24".parse().expect("net")],
+        })],
+        ports: vec![],
+    }];
+    let m = three_pods().policy(p).0;
+    assert!(allowed(&m, "203.0.113.9", "10.0.1.10", Protocol::Tcp, 80));
+    assert!(allowed(&m, "10.0.1.11", "10.0.1.10", Protocol::Tcp, 80));
+    assert!(
+        !allowed(&m, "10.0.2.10", "10.0.1.10", Protocol::Tcp, 80),
+        "except"
+    );
+    let c = compile(&m, &opts("n1"));
+    let rules: Vec<String> = c
+        .table
+        .chains
+        .iter()
+        .find(|c| c.name == "pol-in/x/internet")
+        .expect("chain")
+        .rules
+        .iter()
+        .map(|r| r.render(c.table.family))
+        .collect();
+    assert_eq!(rules.len(), 2, "{rules:?}");
+    assert!(
+        rules[0].starts_with("ip saddr 0.0.0.0/1 ip saddr != 10.0.2.0/24"),
+        "{rules:?}"
+    );
+    assert!(
+        rules[1].starts_with("ip saddr 128.0.0.0/1 ip saddr != 10.0.2.0/24"),
+        "{rules:?}"
+    );
+}
