@@ -16,7 +16,9 @@
 
 use super::compile::TABLE;
 use std::collections::{BTreeMap, HashSet};
-use twill_net::nft::{Chain, Family, NftError, Set, SetElem, Table, TableRef, Transaction};
+use twill_net::nft::{
+    Chain, Family, NftError, Session, Set, SetElem, Table, TableRef, Transaction,
+};
 
 /// The engine's table.
 pub fn table_ref() -> TableRef {
@@ -214,4 +216,19 @@ pub fn commit(tx: &Transaction) -> Result<(), NftError> {
         return Ok(());
     }
     tx.commit()
+}
+
+/// Sends `tx` on the applier's long-lived socket, opening it first if needed; after an
+/// error the socket is dropped so the next attempt starts clean.
+pub fn commit_on(tx: &Transaction, session: &mut Option<Session>) -> Result<(), NftError> {
+    if tx.is_empty() {
+        return Ok(());
+    }
+    let s = match session.take() {
+        Some(s) => s,
+        None => Session::open()?,
+    };
+    tx.commit_on(&s)?;
+    *session = Some(s);
+    Ok(())
 }

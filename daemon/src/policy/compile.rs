@@ -33,9 +33,10 @@
 use super::naming;
 use super::semantics::{Direction, in_block};
 use crate::source::model::{
-    Model, NetworkPolicy, ObjectKey, Peer, Pod, PolicyRule, PortRef, Protocol,
+    Model, NetworkPolicy, ObjectKey, Peer, Pod, PolicyRule, PortRef, Protocol, Selector,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::rc::Rc;
 use std::net::IpAddr;
 use twill_net::nft::{
     AddrField, BaseChain, Chain, ChainType, CmpOp, CtState, Family, Field, Hook, KeyPart, KeyType,
@@ -105,7 +106,7 @@ impl Families {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 enum IpFamily {
     V4,
     V6,
@@ -211,6 +212,9 @@ pub fn compile(model: &Model, opts: &Options) -> Compiled {
             enforced_pods: BTreeSet::new(),
         },
         ns_cache: HashMap::new(),
+        peer_cache: HashMap::new(),
+        elem_cache: HashMap::new(),
+        local_cache: HashMap::new(),
     };
     c.run();
     let Compiler {
@@ -232,8 +236,16 @@ struct Compiler<'a> {
     sets: Vec<Set>,
     chains: Vec<Chain>,
     out: Compiled,
-    /// Namespaces matching a namespace selector, by the selector's text.
-    ns_cache: HashMap<String, Vec<&'a str>>,
+    /// Namespaces matching a namespace selector.
+    ns_cache: HashMap<&'a Selector, Rc<Vec<&'a str>>>,
+    /// Pods one selector peer matches: the namespace is part of the key only for a
+    /// `podSelector` alone (it means the policy's namespace). Policies repeat peers a lot
+    /// (the same namespace selector in every namespace), so each is evaluated once.
+    peer_cache: HashMap<(Option<&'a str>, &'a Peer), Rc<Vec<&'a Pod>>>,
+    /// Address elements of one selector peer, per family.
+    elem_cache: HashMap<(Option<&'a str>, &'a Peer, IpFamily), Rc<Vec<SetElem>>>,
+    /// Pods of this node each policy (namespace, name) selects.
+    local_cache: HashMap<(&'a str, &'a str), Rc<Vec<&'a Pod>>>,
 }
 
 impl<'a> Compiler<'a> {
@@ -261,7 +273,7 @@ impl<'a> Compiler<'a> {
                 let mut chain = Chain::regular(&chain_name);
                 let mut isolated: BTreeMap<ObjectKey, &Pod> = BTreeMap::new();
                 for pol in &isolating {
-                    for pod in self.local_selected(pol) {
+                    for pod in self.local_selected(pol).iter().copied() {
                         isolated.insert(pod.key(), pod);
                     }
                     if super::semantics::rules(pol, dir).is_empty() {
@@ -367,70 +379,127 @@ impl<'a> Compiler<'a> {
     }
 
     /// Pods on this node that `pol` selects.
-    fn local_selected(&self, pol: &NetworkPolicy) -> Vec<&'a Pod> {
-        self.idx
-            .in_ns(&pol.namespace)
-            .iter()
-            .copied()
-            .filter(|p| {
-                p.node_name.as_deref() == Some(self.opts.node.as_str())
-                    && pol.pod_selector.matches(&p.labels)
-            })
-            .collect()
+    fn local_selected(&mut self, pol: &'a NetworkPolicy) -> Rc<Vec<&'a Pod>> {
+        let key = (pol.namespace.as_str(), pol.name.as_str());
+        if let Some(v) = self.local_cache.get(&key) {
+            return v.clone();
+        }
+        let v: Rc<Vec<&Pod>> = Rc::new(
+            self.idx
+                .in_ns(&pol.namespace)
+                .iter()
+                .copied()
+                .filter(|p| {
+                    p.node_name.as_deref() == Some(self.opts.node.as_str())
+                        && pol.pod_selector.matches(&p.labels)
+                })
+                .collect(),
+        );
+        self.local_cache.insert(key, v.clone());
+        v
     }
 
     /// Namespaces whose labels match `sel`.
-    fn namespaces_matching(&mut self, sel: &crate::source::model::Selector) -> Vec<&'a str> {
-        let key = sel.to_string();
-        if let Some(v) = self.ns_cache.get(&key) {
+    fn namespaces_matching(&mut self, sel: &'a Selector) -> Rc<Vec<&'a str>> {
+        if let Some(v) = self.ns_cache.get(sel) {
             return v.clone();
         }
-        let v: Vec<&str> = self
-            .model
-            .namespaces
-            .values()
-            .filter(|n| sel.matches(&n.labels))
-            .map(|n| n.name.as_str())
-            .collect();
-        self.ns_cache.insert(key, v.clone());
+        let v: Rc<Vec<&str>> = Rc::new(
+            self.model
+                .namespaces
+                .values()
+                .filter(|n| sel.matches(&n.labels))
+                .map(|n| n.name.as_str())
+                .collect(),
+        );
+        self.ns_cache.insert(sel, v.clone());
+        v
+    }
+
+    /// The cache key of a selector peer of a policy in `ns`.
+    fn peer_key(ns: &'a str, peer: &'a Peer) -> (Option<&'a str>, &'a Peer) {
+        match peer {
+            Peer::Pods(_) => (Some(ns), peer),
+            _ => (None, peer),
+        }
+    }
+
+    /// Pods one selector peer (of a policy in `ns`) matches; nothing for an ipBlock.
+    fn peer_pods(&mut self, ns: &'a str, peer: &'a Peer) -> Rc<Vec<&'a Pod>> {
+        let key = Self::peer_key(ns, peer);
+        if let Some(v) = self.peer_cache.get(&key) {
+            return v.clone();
+        }
+        let mut out: Vec<&Pod> = Vec::new();
+        match peer {
+            Peer::IpBlock(_) => {}
+            Peer::Pods(sel) => out.extend(
+                self.idx
+                    .in_ns(ns)
+                    .iter()
+                    .copied()
+                    .filter(|p| sel.matches(&p.labels)),
+            ),
+            Peer::Namespaces(nsel) => {
+                for n in self.namespaces_matching(nsel).iter() {
+                    out.extend(self.idx.in_ns(n).iter().copied());
+                }
+            }
+            Peer::PodsInNamespaces { pods, namespaces } => {
+                for n in self.namespaces_matching(namespaces).iter() {
+                    out.extend(
+                        self.idx
+                            .in_ns(n)
+                            .iter()
+                            .copied()
+                            .filter(|p| pods.matches(&p.labels)),
+                    );
+                }
+            }
+        }
+        let v = Rc::new(out);
+        self.peer_cache.insert(key, v.clone());
         v
     }
 
     /// Pods the selector peers of `rule` match (policy namespace `ns`).
-    fn selector_peer_pods(&mut self, ns: &str, rule: &PolicyRule) -> Vec<&'a Pod> {
+    fn selector_peer_pods(&mut self, ns: &'a str, rule: &'a PolicyRule) -> Vec<&'a Pod> {
         let mut out: Vec<&Pod> = Vec::new();
         for peer in &rule.peers {
-            match peer {
-                Peer::IpBlock(_) => {}
-                Peer::Pods(sel) => out.extend(
-                    self.idx
-                        .in_ns(ns)
-                        .iter()
-                        .copied()
-                        .filter(|p| sel.matches(&p.labels)),
-                ),
-                Peer::Namespaces(nsel) => {
-                    for n in self.namespaces_matching(nsel) {
-                        out.extend(self.idx.in_ns(n).iter().copied());
-                    }
-                }
-                Peer::PodsInNamespaces { pods, namespaces } => {
-                    for n in self.namespaces_matching(namespaces) {
-                        out.extend(
-                            self.idx
-                                .in_ns(n)
-                                .iter()
-                                .copied()
-                                .filter(|p| pods.matches(&p.labels)),
-                        );
-                    }
-                }
-            }
+            out.extend(self.peer_pods(ns, peer).iter().copied());
         }
         out
     }
 
-    fn policy(&mut self, pol: &NetworkPolicy) {
+    /// The address elements of `rule`'s selector peers for one family, sorted, no repeats.
+    fn peer_elements(&mut self, ns: &'a str, rule: &'a PolicyRule, fam: IpFamily) -> Vec<SetElem> {
+        let mut parts: Vec<Rc<Vec<SetElem>>> = Vec::new();
+        for peer in rule.peers.iter().filter(|p| !matches!(p, Peer::IpBlock(_))) {
+            let (scope, p) = Self::peer_key(ns, peer);
+            let key = (scope, p, fam);
+            let elems = match self.elem_cache.get(&key) {
+                Some(e) => e.clone(),
+                None => {
+                    let pods = self.peer_pods(ns, peer);
+                    let e = Rc::new(addr_elements(pods.iter().copied(), fam));
+                    self.elem_cache.insert(key, e.clone());
+                    e
+                }
+            };
+            parts.push(elems);
+        }
+        match parts.as_slice() {
+            [one] => one.as_ref().clone(),
+            _ => {
+                let mut all: Vec<SetElem> = parts.iter().flat_map(|p| p.iter().cloned()).collect();
+                all.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+                all.dedup();
+                all
+            }
+        }
+    }
+
+    fn policy(&mut self, pol: &'a NetworkPolicy) {
         let mut objs = PolicyObjects::default();
         let local = self.local_selected(pol);
         objs.local_pods = local.iter().map(|p| p.key().to_string()).collect();
@@ -470,10 +539,10 @@ impl<'a> Compiler<'a> {
     #[allow(clippy::too_many_arguments)]
     fn rule(
         &mut self,
-        pol: &NetworkPolicy,
+        pol: &'a NetworkPolicy,
         dir: Direction,
         ri: usize,
-        rule: &PolicyRule,
+        rule: &'a PolicyRule,
         local: &[&'a Pod],
         chain: &mut Chain,
         objs: &mut PolicyObjects,
@@ -551,8 +620,7 @@ impl<'a> Compiler<'a> {
             }
             if has_selector_peers {
                 let name = naming::peer_set(fam.v6(), &pol.namespace, &pol.name, &tag);
-                let mut elements = addr_elements(peer_pods.iter().copied(), *fam);
-                elements.dedup();
+                let elements = self.peer_elements(&pol.namespace, rule, *fam);
                 objs.sets.push(name.clone());
                 self.sets.push(Set {
                     name: name.clone(),
@@ -674,10 +742,12 @@ fn whole_family_halves(cidr: ipnetwork::IpNetwork) -> Vec<ipnetwork::IpNetwork> 
 
 /// Address elements of `pods` for one family, sorted and without duplicates.
 fn addr_elements<'p>(pods: impl Iterator<Item = &'p Pod>, fam: IpFamily) -> Vec<SetElem> {
-    let ips: BTreeSet<IpAddr> = pods
+    let mut ips: Vec<IpAddr> = pods
         .flat_map(|p| p.ips.iter().copied())
         .filter(|ip| IpFamily::of(ip) == fam)
         .collect();
+    ips.sort_unstable();
+    ips.dedup();
     ips.into_iter()
         .map(|ip| SetElem {
             key: vec![KeyPart::Addr(ip)],

@@ -62,6 +62,7 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut applied: Option<Table> = None;
+    let mut session: Option<twill_net::nft::Session> = None;
     let mut failures = 0u32;
     let mut tick = tokio::time::interval(resync);
     tick.tick().await;
@@ -98,7 +99,7 @@ pub async fn run(
         }
         let (tx, summary) = apply::plan(applied.as_ref(), &compiled.table);
         let t1 = Instant::now();
-        let result = tokio::task::block_in_place(|| apply::commit(&tx));
+        let result = tokio::task::block_in_place(|| apply::commit_on(&tx, &mut session));
         let apply_us = t1.elapsed().as_micros() as u64;
         match result {
             Ok(()) => {

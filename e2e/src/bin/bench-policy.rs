@@ -173,6 +173,8 @@ fn label_changes(case: &str, model: &Model, changes: usize) -> LabelChange {
     let mut prev = apply_full(model);
     let (mut comp, mut plans, mut commits, mut total, mut elems) =
         (vec![], vec![], vec![], vec![], vec![]);
+    // One socket for all changes, as twilld's controller keeps one.
+    let mut session = None;
     // Change 0 is a warm-up (and may be a no-op: the pod may already carry that label).
     for k in 0..=changes {
         // The source's work: the new snapshot exists before the controller sees it.
@@ -182,7 +184,7 @@ fn label_changes(case: &str, model: &Model, changes: usize) -> LabelChange {
         let t1 = Instant::now();
         let (tx, sum) = apply::plan(Some(&prev), &c.table);
         let tp = Instant::now();
-        apply::commit(&tx).expect("incremental apply");
+        apply::commit_on(&tx, &mut session).expect("incremental apply");
         let t2 = Instant::now();
         assert!(sum.elements_only(), "a label change planned {sum:?}");
         prev = c.table;
