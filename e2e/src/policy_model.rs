@@ -917,3 +917,171 @@ mod tests {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// The model as manifests, for measuring through twilld's `--manifests` source.
+
+fn selector_json(s: &Selector) -> serde_json::Value {
+    let exprs: Vec<serde_json::Value> = s
+        .match_expressions
+        .iter()
+        .map(|r| serde_json::json!({"key": r.key, "operator": r.op.as_str(), "values": r.values}))
+        .collect();
+    serde_json::json!({"matchLabels": s.match_labels, "matchExpressions": exprs})
+}
+
+fn rule_json(r: &PolicyRule, peer_key: &str) -> serde_json::Value {
+    let peers: Vec<serde_json::Value> = r
+        .peers
+        .iter()
+        .map(|p| match p {
+            Peer::Pods(s) => serde_json::json!({"podSelector": selector_json(s)}),
+            Peer::Namespaces(s) => serde_json::json!({"namespaceSelector": selector_json(s)}),
+            Peer::PodsInNamespaces { pods, namespaces } => serde_json::json!({
+                "podSelector": selector_json(pods),
+                "namespaceSelector": selector_json(namespaces),
+            }),
+            Peer::IpBlock(b) => serde_json::json!({"ipBlock": {
+                "cidr": b.cidr.to_string(),
+                "except": b.except.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            }}),
+        })
+        .collect();
+    let ports: Vec<serde_json::Value> = r
+        .ports
+        .iter()
+        .map(|pp| {
+            let mut v = serde_json::json!({"protocol": pp.protocol.as_str()});
+            match &pp.port {
+                Some(PortRef::Number(n)) => v["port"] = serde_json::json!(n),
+                Some(PortRef::Name(n)) => v["port"] = serde_json::json!(n),
+                None => {}
+            }
+            if let Some(e) = pp.end_port {
+                v["endPort"] = serde_json::json!(e);
+            }
+            v
+        })
+        .collect();
+    let mut v = serde_json::json!({ "ports": ports });
+    v[peer_key] = serde_json::json!(peers);
+    v
+}
+
+/// `pol` as a networking.k8s.io/v1 NetworkPolicy object.
+pub fn policy_json(pol: &NetworkPolicy) -> serde_json::Value {
+    let mut types = Vec::new();
+    if pol.ingress_isolation {
+        types.push("Ingress");
+    }
+    if pol.egress_isolation {
+        types.push("Egress");
+    }
+    serde_json::json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"namespace": pol.namespace, "name": pol.name},
+        "spec": {
+            "podSelector": selector_json(&pol.pod_selector),
+            "policyTypes": types,
+            "ingress": pol.ingress.iter().map(|r| rule_json(r, "from")).collect::<Vec<_>>(),
+            "egress": pol.egress.iter().map(|r| rule_json(r, "to")).collect::<Vec<_>>(),
+        },
+    })
+}
+
+/// `pod` as a v1 Pod object (spec and the status fields twilld reads).
+pub fn pod_json(pod: &Pod) -> serde_json::Value {
+    let ports: Vec<serde_json::Value> = pod
+        .ports
+        .iter()
+        .map(|c| {
+            let mut v =
+                serde_json::json!({"containerPort": c.port, "protocol": c.protocol.as_str()});
+            if let Some(n) = &c.name {
+                v["name"] = serde_json::json!(n);
+            }
+            v
+        })
+        .collect();
+    let ips: Vec<serde_json::Value> = pod
+        .ips
+        .iter()
+        .map(|ip| serde_json::json!({"ip": ip.to_string()}))
+        .collect();
+    serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"namespace": pod.namespace, "name": pod.name, "labels": pod.labels},
+        "spec": {
+            "nodeName": pod.node_name,
+            "hostNetwork": pod.host_network,
+            "containers": [{"name": "main", "image": "bench", "ports": ports}],
+        },
+        "status": {"podIP": pod.ips.first().map(ToString::to_string), "podIPs": ips},
+    })
+}
+
+/// One manifest file per namespace (`<ns>.json`, a `List` of the Namespace, its pods and its
+/// policies), as an operator would keep them.
+pub fn namespace_manifest(model: &Model, ns: &str) -> String {
+    let mut items = Vec::new();
+    if let Some(n) = model.namespaces.get(ns) {
+        let mut labels = n.labels.clone();
+        labels.remove(twilld::source::model::NAMESPACE_NAME_LABEL);
+        items.push(serde_json::json!({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": ns, "labels": labels},
+        }));
+    }
+    items.extend(
+        model
+            .pods
+            .values()
+            .filter(|p| p.namespace == ns)
+            .map(pod_json),
+    );
+    items.extend(
+        model
+            .policies
+            .values()
+            .filter(|p| p.namespace == ns)
+            .map(policy_json),
+    );
+    serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string()
+}
+
+#[cfg(test)]
+mod manifest_tests {
+    use super::*;
+    use twilld::source::convert::Object;
+
+    /// The manifests read back through twilld's own parser give exactly the model's pods,
+    /// policies and namespaces, so the daemon measurement loads the same model.
+    #[test]
+    fn namespace_manifests_read_back_as_the_model() {
+        let m = generate(&Params::default());
+        let mut pods = 0;
+        let mut policies = 0;
+        for ns in m.namespaces.keys() {
+            let name = format!("{ns}.json");
+            let objs = twilld::source::manifests::parse_file(&name, &namespace_manifest(&m, ns))
+                .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+            for o in objs.values() {
+                match o {
+                    Object::Pod(p) => {
+                        assert_eq!(Some(p), m.pods.get(&p.key()));
+                        pods += 1;
+                    }
+                    Object::NetworkPolicy(p) => {
+                        assert_eq!(Some(p), m.policies.get(&p.key()));
+                        policies += 1;
+                    }
+                    Object::Namespace(n) => assert_eq!(Some(n), m.namespaces.get(&n.name)),
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }
+        assert_eq!((pods, policies), (m.pods.len(), m.policies.len()));
+    }
+}

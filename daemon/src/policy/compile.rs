@@ -36,8 +36,8 @@ use crate::source::model::{
     Model, NetworkPolicy, ObjectKey, Peer, Pod, PolicyRule, PortRef, Protocol, Selector,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::rc::Rc;
 use std::net::IpAddr;
+use std::rc::Rc;
 use twill_net::nft::{
     AddrField, BaseChain, Chain, ChainType, CmpOp, CtState, Family, Field, Hook, KeyPart, KeyType,
     L4Proto, LimitUnit, PortField, Rule, Set, SetElem, Stmt, Table, Verdict,
@@ -228,6 +228,10 @@ pub fn compile(model: &Model, opts: &Options) -> Compiled {
     out
 }
 
+/// A selector peer as the cache knows it: the policy's namespace when it matters (a
+/// `podSelector` alone), and the peer.
+type PeerKey<'a> = (Option<&'a str>, &'a Peer);
+
 struct Compiler<'a> {
     model: &'a Model,
     idx: Index<'a>,
@@ -241,9 +245,9 @@ struct Compiler<'a> {
     /// Pods one selector peer matches: the namespace is part of the key only for a
     /// `podSelector` alone (it means the policy's namespace). Policies repeat peers a lot
     /// (the same namespace selector in every namespace), so each is evaluated once.
-    peer_cache: HashMap<(Option<&'a str>, &'a Peer), Rc<Vec<&'a Pod>>>,
+    peer_cache: HashMap<PeerKey<'a>, Rc<Vec<&'a Pod>>>,
     /// Address elements of one selector peer, per family.
-    elem_cache: HashMap<(Option<&'a str>, &'a Peer, IpFamily), Rc<Vec<SetElem>>>,
+    elem_cache: HashMap<(PeerKey<'a>, IpFamily), Rc<Vec<SetElem>>>,
     /// Pods of this node each policy (namespace, name) selects.
     local_cache: HashMap<(&'a str, &'a str), Rc<Vec<&'a Pod>>>,
 }
@@ -417,7 +421,7 @@ impl<'a> Compiler<'a> {
     }
 
     /// The cache key of a selector peer of a policy in `ns`.
-    fn peer_key(ns: &'a str, peer: &'a Peer) -> (Option<&'a str>, &'a Peer) {
+    fn peer_key(ns: &'a str, peer: &'a Peer) -> PeerKey<'a> {
         match peer {
             Peer::Pods(_) => (Some(ns), peer),
             _ => (None, peer),
@@ -475,8 +479,7 @@ impl<'a> Compiler<'a> {
     fn peer_elements(&mut self, ns: &'a str, rule: &'a PolicyRule, fam: IpFamily) -> Vec<SetElem> {
         let mut parts: Vec<Rc<Vec<SetElem>>> = Vec::new();
         for peer in rule.peers.iter().filter(|p| !matches!(p, Peer::IpBlock(_))) {
-            let (scope, p) = Self::peer_key(ns, peer);
-            let key = (scope, p, fam);
+            let key = (Self::peer_key(ns, peer), fam);
             let elems = match self.elem_cache.get(&key) {
                 Some(e) => e.clone(),
                 None => {

@@ -61,7 +61,8 @@ pub async fn run(
     resync: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut applied: Option<Table> = None;
+    // What the kernel holds: the last compile applied (shared with the API, never copied).
+    let mut applied: Option<Arc<Compiled>> = None;
     let mut session: Option<twill_net::nft::Session> = None;
     let mut failures = 0u32;
     let mut tick = tokio::time::interval(resync);
@@ -88,7 +89,7 @@ pub async fn run(
         let compile_us = t0.elapsed().as_micros() as u64;
         if verify && let Some(ours) = &applied {
             let kernel = tokio::task::block_in_place(|| twill_net::nft::read_table(&table_ref()));
-            let intact = matches!(&kernel, Ok(Some(k)) if normalized(k) == normalized(ours));
+            let intact = matches!(&kernel, Ok(Some(k)) if normalized(k) == normalized(&ours.table));
             if !intact {
                 tracing::warn!(
                     "table inet {} differs from what twilld wrote; replacing it",
@@ -97,7 +98,7 @@ pub async fn run(
                 applied = None;
             }
         }
-        let (tx, summary) = apply::plan(applied.as_ref(), &compiled.table);
+        let (tx, summary) = apply::plan(applied.as_ref().map(|c| &c.table), &compiled.table);
         let t1 = Instant::now();
         let result = tokio::task::block_in_place(|| apply::commit_on(&tx, &mut session));
         let apply_us = t1.elapsed().as_micros() as u64;
@@ -116,8 +117,8 @@ pub async fn run(
                     );
                 }
                 failures = 0;
-                applied = Some(compiled.table.clone());
                 let compiled = Arc::new(compiled);
+                applied = Some(compiled.clone());
                 state.update(|s| {
                     s.policy = Some(PolicyStatus {
                         applied_generation: model.generation,

@@ -4,8 +4,8 @@
 //!    (`e2e/src/policy_model.rs`, seeded), for `node-0` (100 local pods, the realistic case)
 //!    and with all 5,000 pods on `node-0` (the worst case), into a node namespace of its own.
 //! 2. One pod's labels changing, recompiled and applied incrementally: the time until the
-//!    kernel has acknowledged the change, for both cases. (Through twilld as well once it has
-//!    a `--manifests` flag; on this branch the manifest source exists but nothing starts it.)
+//!    kernel has acknowledged the change, for both cases; and end to end through twilld
+//!    (`--manifests`): from rewriting the pod's manifest file to `/status` showing it applied.
 //! 3. Pod-to-pod TCP throughput (iperf3, one stream) with the `node-0` table loaded against
 //!    none, in paired rounds, over a bridge (same node) and routed through the node (from
 //!    another node).
@@ -27,6 +27,7 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
+use twill_e2e::cluster::Cluster;
 use twill_e2e::policy_model::{
     self, CLIENT, IPERF_PORT, Params, REMOTE, SERVER, all_on, churn_pod, generate, relabelled,
 };
@@ -460,10 +461,94 @@ fn throughput(bed: &Testbed, model: &Model, rounds: usize) -> Vec<Throughput> {
     out
 }
 
-/// Measurement 2 through twilld, when it can read manifests. Not on this build: the manifest
-/// source exists (`daemon/src/source`) but `twilld` has no `--manifests` flag to start it.
-fn daemon_change(_model: &Model, _changes: usize) -> Option<DaemonChange> {
-    None
+/// `/status` of the twilld in `ns`, read over HTTP from a thread inside that namespace (a
+/// `curl` process per poll would add milliseconds to every sample).
+fn status_in(ns: &Netns) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let get = || -> Option<serde_json::Value> {
+        let mut s = std::net::TcpStream::connect("127.0.0.1:9464").ok()?;
+        s.write_all(b"GET /status HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .ok()?;
+        let mut body = String::new();
+        s.read_to_string(&mut body).ok()?;
+        let json = body.split_once("\r\n\r\n")?.1;
+        serde_json::from_str(json).ok()
+    };
+    NlNetns::open(ns.path())
+        .ok()
+        .and_then(|h| h.run(get).ok().flatten())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// Polls `/status` every millisecond until the manifests as they are now are applied.
+fn wait_applied(ns: &Netns, dir: &std::path::Path, limit: Duration) -> Duration {
+    let expected = twill_e2e::netpol::manifest_hashes(dir).expect("hash manifests");
+    let t0 = Instant::now();
+    loop {
+        let st = status_in(ns);
+        match twill_e2e::netpol::policy_sync_problem(&st, &expected) {
+            None => return t0.elapsed(),
+            Some(why) => assert!(
+                t0.elapsed() < limit,
+                "twilld did not apply the manifests: {why}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Measurement 2 end to end through twilld: a one-node cluster (real etcd, twilld with
+/// `--manifests`), the model written as one file per namespace with `node-0`'s pods on the
+/// node; then the churn pod's namespace file is rewritten with its labels flipped, and the
+/// time runs until `/status` shows that file's content applied to the kernel (the source has
+/// read it and the policy engine's applied generation caught up). Returns it with the time
+/// the daemon took to load the whole model (in `load`).
+fn daemon_change(model: &Model, changes: usize) -> DaemonChange {
+    let node = "node1";
+    let mut m = model.clone();
+    for p in m.pods.values_mut() {
+        if p.node_name.as_deref() == Some(NODE) {
+            p.node_name = Some(node.to_owned());
+        }
+    }
+    let mut c = Cluster::new(
+        1,
+        r#"{"Network":"10.240.0.0/14","Backend":{"Type":"host-gw"}}"#,
+    );
+    c.use_manifests();
+    let dir = c.manifests_dir();
+    std::fs::create_dir_all(&dir).expect("manifests dir");
+    for ns in m.namespaces.keys() {
+        twill_e2e::netpol::write_atomic(
+            &dir,
+            &format!("{ns}.json"),
+            policy_model::namespace_manifest(&m, ns).as_bytes(),
+        )
+        .expect("write manifest");
+    }
+    let t0 = Instant::now();
+    c.start_daemons();
+    let ns = &c.nodes[0].ns;
+    wait_applied(ns, &dir, Duration::from_secs(120));
+    let load = t0.elapsed();
+    let pod = churn_pod(&m, node);
+    let mut total = Vec::new();
+    for k in 0..=changes {
+        m = relabelled(&m, &pod, k);
+        let text = policy_model::namespace_manifest(&m, &pod.namespace);
+        let t = Instant::now();
+        twill_e2e::netpol::write_atomic(&dir, &format!("{}.json", pod.namespace), text.as_bytes())
+            .expect("rewrite manifest");
+        wait_applied(ns, &dir, Duration::from_secs(10));
+        if k > 0 {
+            total.push(t.elapsed());
+        }
+    }
+    DaemonChange {
+        total: summarize(&total).expect("changes"),
+        load,
+        poll: Duration::from_millis(1),
+    }
 }
 
 fn machine() -> Machine {
@@ -555,6 +640,13 @@ fn main() {
         (full, label)
     });
     let daemon = daemon_change(&model, a.changes);
+    println!(
+        "through twilld: model loaded in {}; label change {} (p90 {})",
+        report::ms(daemon.load),
+        report::ms(daemon.total.median),
+        report::ms(daemon.total.p90)
+    );
+    let daemon = Some(daemon);
     let tput = throughput(&bed, &model, a.rounds);
     drop(bed);
 

@@ -42,7 +42,7 @@ pub use model::{
     KeyType, L4Proto, LimitUnit, ListedRule, Policy, PortField, Rule, Set, SetElem, Stmt, Table,
     Verdict,
 };
-pub use tx::{Session, Op, OpKind, TableRef, Transaction};
+pub use tx::{Op, OpKind, Session, TableRef, Transaction};
 pub use wire::COMMENT_MAX;
 
 /// Errors of nftables operations. Messages name the object and the cause, lowercase.
