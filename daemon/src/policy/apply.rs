@@ -15,7 +15,8 @@
 //!   reference a chain or set are gone before it is deleted.
 
 use super::compile::TABLE;
-use std::collections::{HashMap, HashSet};
+use rustc_hash::FxHashMap as HashMap;
+use std::collections::HashSet;
 use twill_net::nft::{
     Chain, Family, NftError, Session, Set, SetElem, Table, TableRef, Transaction,
 };

@@ -35,7 +35,8 @@ use super::semantics::{Direction, in_block};
 use crate::source::model::{
     Model, NetworkPolicy, ObjectKey, Peer, Pod, PolicyRule, PortRef, Protocol, Selector,
 };
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use rustc_hash::FxHashMap as HashMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::rc::Rc;
 use twill_net::nft::{
@@ -152,7 +153,7 @@ struct Index<'a> {
 
 impl<'a> Index<'a> {
     fn new(model: &'a Model) -> Index<'a> {
-        let mut by_ns: HashMap<&str, Vec<&Pod>> = HashMap::new();
+        let mut by_ns: HashMap<&str, Vec<&Pod>> = HashMap::default();
         let mut all = Vec::new();
         for p in model.pods.values() {
             if p.host_network || p.ips.is_empty() {
@@ -211,10 +212,10 @@ pub fn compile(model: &Model, opts: &Options) -> Compiled {
             policies: BTreeMap::new(),
             enforced_pods: BTreeSet::new(),
         },
-        ns_cache: HashMap::new(),
-        peer_cache: HashMap::new(),
-        elem_cache: HashMap::new(),
-        local_cache: HashMap::new(),
+        ns_cache: HashMap::default(),
+        peer_cache: HashMap::default(),
+        elem_cache: HashMap::default(),
+        local_cache: HashMap::default(),
     };
     c.run();
     let Compiler {
