@@ -815,8 +815,6 @@ pub struct CaseReport {
     pub mismatches: Vec<Mismatch>,
     /// Allowed cells that failed once and passed on the retry.
     pub retried: Vec<String>,
-    /// Cells expected denied that were not checked because policies are not enforced.
-    pub unenforced: usize,
     /// Time spent waiting for the daemons to apply changes.
     pub waited: Duration,
     pub elapsed: Duration,
@@ -838,13 +836,6 @@ impl fmt::Display for CaseReport {
         if !self.retried.is_empty() {
             write!(f, ", retried: {}", self.retried.join(", "))?;
         }
-        if self.unenforced > 0 {
-            write!(
-                f,
-                ", {} denied cells not enforced (policies ignored)",
-                self.unenforced
-            )?;
-        }
         write!(
             f,
             " [{:.1} s, {:.1} s waiting for apply]",
@@ -861,15 +852,6 @@ impl fmt::Display for CaseReport {
 /// milliseconds; this only bounds a broken daemon.
 pub const APPLY_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Whether the built twilld knows `--manifests` (the policy engine can be exercised).
-pub fn twilld_supports_manifests() -> bool {
-    std::process::Command::new(twill_testutil::bin_dir().join("twilld"))
-        .arg("--help")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains("--manifests"))
-        .unwrap_or(false)
-}
-
 /// How to build a policy test cluster.
 #[derive(Debug, Clone)]
 pub struct HarnessOptions {
@@ -880,10 +862,6 @@ pub struct HarnessOptions {
     pub namespaces: Vec<(String, Labels)>,
     /// `(namespace, pod name, node)`; each pod is labelled `pod=<name>`.
     pub pods: Vec<(String, String, u8)>,
-    /// Run twilld with `--manifests` and wait for every change to be applied. Without it
-    /// the harness still writes the manifests but nothing enforces them: only allowed cells
-    /// can be checked (every cell is then expected to be reachable).
-    pub enforce: bool,
     /// Per-probe timeout (a denied cell costs this much).
     pub probe_timeout: Duration,
 }
@@ -895,7 +873,6 @@ pub struct Harness {
     pub fixture: World,
     /// The objects now.
     pub world: World,
-    pub enforce: bool,
     pub probe_timeout: Duration,
     pub agent: PathBuf,
 }
@@ -904,7 +881,6 @@ impl fmt::Debug for Harness {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Harness")
             .field("pods", &self.world.pods.len())
-            .field("enforce", &self.enforce)
             .finish()
     }
 }
@@ -921,9 +897,7 @@ impl Harness {
             )));
         }
         let mut cluster = Cluster::new(opts.nodes, &opts.net_conf);
-        if opts.enforce {
-            cluster.use_manifests();
-        }
+        cluster.use_manifests();
         cluster.start_daemons();
         let n = usize::from(opts.nodes);
         let peers = n.saturating_sub(1);
@@ -969,7 +943,6 @@ impl Harness {
             cluster,
             fixture: world.clone(),
             world,
-            enforce: opts.enforce,
             probe_timeout: opts.probe_timeout,
             agent,
         };
@@ -1081,15 +1054,11 @@ impl Harness {
     }
 
     /// Waits (up to [`APPLY_TIMEOUT`]) until every node applied the manifest directory as it
-    /// is now (no-op when policies are not enforced). Returns the time waited.
+    /// is now. Returns the time waited.
     pub fn wait_applied(&self) -> Result<Duration, NetpolError> {
-        if self.enforce {
-            self.cluster
-                .try_wait_policies_applied(APPLY_TIMEOUT)
-                .map_err(NetpolError::Apply)
-        } else {
-            Ok(Duration::ZERO)
-        }
+        self.cluster
+            .try_wait_policies_applied(APPLY_TIMEOUT)
+            .map_err(NetpolError::Apply)
     }
 
     /// Writes the current world to the manifest directory.
@@ -1196,17 +1165,16 @@ impl Harness {
     }
 
     /// Probes `expected` cells and compares: an allowed cell that fails is probed once more
-    /// (and reported in `retried`); a denied cell is never retried. Without enforcement
-    /// every cell must be reachable. Returns the mismatches `(cell, expected, got)`.
+    /// (and reported in `retried`); a denied cell is never retried. Returns the mismatches
+    /// `(cell, expected, got)`.
     pub fn check(
         &self,
         expected: &[(Cell, bool)],
         retried: &mut Vec<String>,
-        unenforced: &mut usize,
     ) -> Result<Vec<(Cell, bool, bool)>, NetpolError> {
         let cells: Vec<Cell> = expected.iter().map(|(c, _)| c.clone()).collect();
         let mut got = self.probe(&cells)?;
-        let want: Vec<bool> = expected.iter().map(|(_, e)| *e || !self.enforce).collect();
+        let want: Vec<bool> = expected.iter().map(|(_, e)| *e).collect();
         let again: Vec<usize> = (0..cells.len()).filter(|&i| want[i] && !got[i]).collect();
         if !again.is_empty() {
             let retry_cells: Vec<Cell> = again.iter().map(|&i| cells[i].clone()).collect();
@@ -1218,10 +1186,6 @@ impl Harness {
                 }
             }
         }
-        *unenforced += expected
-            .iter()
-            .filter(|(_, e)| !*e && !self.enforce)
-            .count();
         Ok((0..cells.len())
             .filter(|&i| got[i] != want[i])
             .map(|i| (cells[i].clone(), want[i], got[i]))
@@ -1260,7 +1224,7 @@ impl Harness {
             let (cells, sctp) = step_cells(step).map_err(step_err)?;
             report.sctp_skipped += sctp;
             report.cells += cells.len();
-            let bad = self.check(&cells, &mut report.retried, &mut report.unenforced)?;
+            let bad = self.check(&cells, &mut report.retried)?;
             report
                 .mismatches
                 .extend(bad.into_iter().map(|(cell, expected, got)| Mismatch {

@@ -9,10 +9,6 @@
 //!
 //! Environment:
 //! - `NETPOL_CASE=upstream-tcp-15[,upstream-udp-01...]` runs only those cases.
-//! - `NETPOL_IGNORE_POLICIES=1` runs twilld without `--manifests` (before the policy engine
-//!   exists): manifests are still written and every cell is probed, but every cell is then
-//!   expected to be reachable, which checks the harness and the probes, not the policies.
-//!   Without it, a twilld lacking `--manifests` fails the tests with that hint.
 //!
 //! Run with `--nocapture` to see one line per case as it finishes.
 #![allow(clippy::unwrap_used)]
@@ -22,28 +18,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 use twill_e2e::netpol::{
     Cell, Conformance, Harness, HarnessOptions, IpBlockRewrite, Labels, NetpolError, Proto, World,
-    remove_manifest, to_yaml, twilld_supports_manifests, write_atomic,
+    remove_manifest, to_yaml, write_atomic,
 };
 
 const CASES: &str = include_str!("../testdata/netpol-upstream.json");
 const VXLAN: &str = r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}"#;
 const PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
-
-/// Whether policies are enforced in this run (see the module note).
-fn enforce() -> bool {
-    if std::env::var("NETPOL_IGNORE_POLICIES").is_ok_and(|v| v == "1") {
-        println!(
-            "NETPOL_IGNORE_POLICIES=1: twilld runs without --manifests; every cell is expected reachable"
-        );
-        return false;
-    }
-    assert!(
-        twilld_supports_manifests(),
-        "twilld has no --manifests option (no policy engine in this build); \
-         NETPOL_IGNORE_POLICIES=1 checks the harness alone"
-    );
-    true
-}
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
     pairs
@@ -64,7 +44,6 @@ fn options(nodes: u8, namespaces: &[&str], pods: &[(&str, &str, u8)]) -> Harness
             .iter()
             .map(|(ns, p, node)| ((*ns).to_owned(), (*p).to_owned(), *node))
             .collect(),
-        enforce: enforce(),
         probe_timeout: PROBE_TIMEOUT,
     }
 }
@@ -281,10 +260,8 @@ fn in_force_cells() -> Vec<(Cell, bool)> {
 }
 
 fn assert_policy_holds(h: &Harness, when: &str) {
-    let (mut retried, mut unenforced) = (Vec::new(), 0);
-    let bad = h
-        .check(&in_force_cells(), &mut retried, &mut unenforced)
-        .expect("probe");
+    let mut retried = Vec::new();
+    let bad = h.check(&in_force_cells(), &mut retried).expect("probe");
     assert!(
         bad.is_empty(),
         "{when}: cells differ from the policy in force: {:?}",
@@ -404,9 +381,7 @@ fn bad_manifests_are_reported_and_policies_in_force_hold() {
     h.sync().expect("write manifests");
     applied(&h);
     assert_policy_holds(&h, "before the bad files");
-    if h.enforce {
-        netctl_policy_explains(&h);
-    }
+    netctl_policy_explains(&h);
 
     let dir = h.cluster.manifests_dir();
     // (a) a file that does not parse.
@@ -449,23 +424,21 @@ fn bad_manifests_are_reported_and_policies_in_force_hold() {
         "bad files read and applied in {:.1} s",
         waited.as_secs_f64()
     );
-    if h.enforce {
-        assert_reported(&h, "broken.yaml", &[]);
-        assert_reported(
-            &h,
-            "netpol-nowhere-np-missing-ns.yaml",
-            &["np-missing-ns", "nowhere"],
+    assert_reported(&h, "broken.yaml", &[]);
+    assert_reported(
+        &h,
+        "netpol-nowhere-np-missing-ns.yaml",
+        &["np-missing-ns", "nowhere"],
+    );
+    assert_reported(&h, "netpol-x-np-bad-operator.yaml", &["np-bad-operator"]);
+    assert_reported(&h, "garbage.yaml", &[]);
+    for i in 1..=2 {
+        let st = h.cluster.status(i);
+        assert!(
+            errors_about(&st, "netpol-x-allow-from-x.yaml").is_empty(),
+            "node{i}: the good policy file is not in error: {}",
+            serde_json::to_string_pretty(&st["source"]).unwrap()
         );
-        assert_reported(&h, "netpol-x-np-bad-operator.yaml", &["np-bad-operator"]);
-        assert_reported(&h, "garbage.yaml", &[]);
-        for i in 1..=2 {
-            let st = h.cluster.status(i);
-            assert!(
-                errors_about(&st, "netpol-x-allow-from-x.yaml").is_empty(),
-                "node{i}: the good policy file is not in error: {}",
-                serde_json::to_string_pretty(&st["source"]).unwrap()
-            );
-        }
     }
     assert_policy_holds(&h, "with the bad files");
 
@@ -475,9 +448,7 @@ fn bad_manifests_are_reported_and_policies_in_force_hold() {
     broken.extend_from_slice(b"\"spec\": [unclosed\n");
     write_atomic(&dir, good, &broken).unwrap();
     applied(&h);
-    if h.enforce {
-        assert_reported(&h, good, &[]);
-    }
+    assert_reported(&h, good, &[]);
     assert_policy_holds(&h, "with the policy's own file broken");
 
     // Everything repaired: no error left, the policy still holds.
@@ -491,27 +462,25 @@ fn bad_manifests_are_reported_and_policies_in_force_hold() {
     }
     h.sync().expect("restore manifests");
     applied(&h);
-    if h.enforce {
-        for i in 1..=2 {
-            let st = h.cluster.status(i);
-            let files = st["source"]["files"]
-                .as_object()
-                .cloned()
-                .unwrap_or_default();
-            let file_errors: Vec<&String> = files
-                .iter()
-                .filter(|(_, f)| !f["error"].is_null())
-                .map(|(n, _)| n)
-                .collect();
-            assert!(
-                file_errors.is_empty()
-                    && st["source"]["errors"]
-                        .as_array()
-                        .is_none_or(|e| e.is_empty()),
-                "node{i}: errors left after the repair: {}",
-                serde_json::to_string_pretty(&st["source"]).unwrap()
-            );
-        }
+    for i in 1..=2 {
+        let st = h.cluster.status(i);
+        let files = st["source"]["files"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        let file_errors: Vec<&String> = files
+            .iter()
+            .filter(|(_, f)| !f["error"].is_null())
+            .map(|(n, _)| n)
+            .collect();
+        assert!(
+            file_errors.is_empty()
+                && st["source"]["errors"]
+                    .as_array()
+                    .is_none_or(|e| e.is_empty()),
+            "node{i}: errors left after the repair: {}",
+            serde_json::to_string_pretty(&st["source"]).unwrap()
+        );
     }
     assert_policy_holds(&h, "after the repair");
 }
