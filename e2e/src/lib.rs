@@ -18,6 +18,7 @@
 //! - [`netpol`]: the NetworkPolicy conformance harness on top of [`cluster`]: objects as
 //!   manifest files, the wait for the daemons to apply them, parallel probes through the
 //!   `netpol-agent` binary.
+//! - [`iperf`]: one iperf3 client run, read from its JSON report.
 //! - [`podman`]: podman as a real CNI client, confined to a test "node" namespace and to its
 //!   own temporary state.
 //!
@@ -26,6 +27,7 @@
 
 pub mod chain;
 pub mod cluster;
+pub mod iperf;
 pub mod netpol;
 pub mod plugins;
 pub mod podman;

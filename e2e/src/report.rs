@@ -18,6 +18,30 @@ pub struct Machine {
     pub cpu: String,
 }
 
+impl Machine {
+    /// This machine: CPU count, kernel release and CPU model.
+    pub fn this() -> Machine {
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|info| {
+                info.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .and_then(|l| l.split_once(':'))
+                    .map(|(_, v)| v.trim().to_string())
+            })
+            .unwrap_or_else(|| "unknown CPU".into());
+        Machine {
+            nproc: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(0),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map(|k| k.trim().to_string())
+                .unwrap_or_else(|_| "unknown".into()),
+            cpu,
+        }
+    }
+}
+
 /// Everything about a run except the figures.
 #[derive(Debug, Clone)]
 pub struct Meta {

@@ -75,21 +75,7 @@ fn iperf(ns: &Netns, ip: Ipv4Addr, pin: bool) -> f64 {
     if pin {
         args.extend(["-A".to_owned(), "0,1".to_owned()]);
     }
-    for _ in 0..20 {
-        let out = ns
-            .command("iperf3")
-            .args(&args)
-            .output()
-            .expect("run iperf3");
-        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout)
-            && let Some(bps) = v["end"]["sum_received"]["bits_per_second"].as_f64()
-        {
-            return bps;
-        }
-        // Server not listening yet.
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("iperf3 to {ip} produced no result");
+    twill_e2e::iperf::client_bps(ns, &args)
 }
 
 /// Medians of one placement: underlay and pod throughput, and of the per-round ratios with

@@ -196,7 +196,7 @@ fn main() -> Result<()> {
     preflight(&args)?;
     let meta = Meta {
         date: report::date_from_unix(SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs()),
-        machine: machine(),
+        machine: Machine::this(),
         command: argv.join(" "),
         iterations: args.iterations,
         ours_dir: args.ours.display().to_string(),
@@ -327,27 +327,6 @@ fn measure(args: &Args) -> Result<Vec<Row>> {
         }
     }
     Ok(rows)
-}
-
-fn machine() -> Machine {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    Machine {
-        nproc: std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0),
-        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .map(|k| k.trim().to_string())
-            .unwrap_or_else(|_| "unknown".into()),
-        cpu,
-    }
 }
 
 #[cfg(test)]

@@ -337,21 +337,7 @@ fn iperf(ns: &Netns, ip: Ipv4Addr) -> f64 {
         "0,1".into(),
         "-J".into(),
     ];
-    for _ in 0..20 {
-        let out = ns
-            .command("iperf3")
-            .args(&args)
-            .output()
-            .expect("run iperf3");
-        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout)
-            && let Some(bps) = v["end"]["sum_received"]["bits_per_second"].as_f64()
-        {
-            return bps;
-        }
-        // Server not listening yet.
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("iperf3 to {ip} produced no result");
+    twill_e2e::iperf::client_bps(ns, &args)
 }
 
 /// Packets counted by the `counter` statements of chain `chain` in the kernel's table.
@@ -551,28 +537,6 @@ fn daemon_change(model: &Model, changes: usize) -> DaemonChange {
     }
 }
 
-fn machine() -> Machine {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|v| v.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    Machine {
-        nproc: std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0),
-        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .unwrap_or_default()
-            .trim()
-            .to_owned(),
-        cpu,
-    }
-}
-
 /// The 1-minute load average.
 fn load() -> f64 {
     std::fs::read_to_string("/proc/loadavg")
@@ -661,7 +625,7 @@ fn main() {
     let run = PolicyRun {
         meta: Meta {
             date: report::date_from_unix(secs),
-            machine: machine(),
+            machine: Machine::this(),
             command,
             namespaces: model.namespaces.len(),
             pods: model.pods.len(),
