@@ -414,3 +414,116 @@ fn egress_isolation_blocks_the_source_side() {
         "ingress to x/b open; replies pass"
     );
 }
+
+/// A listener on an nflog group, in the namespace it was opened in: what `--policy-log`
+/// sends there is read back, not assumed.
+struct NflogListener(netlink_sys::Socket);
+
+const NFNL_SUBSYS_ULOG: u16 = 4;
+const NFULNL_MSG_PACKET: u16 = 0;
+const NFULNL_MSG_CONFIG: u16 = 1;
+const NFULA_CFG_CMD: u16 = 1;
+const NFULNL_CFG_CMD_BIND: u8 = 1;
+const NFULA_PREFIX: u16 = 10;
+
+impl NflogListener {
+    /// Binds `group` (NFULNL_CFG_CMD_BIND), as `ulogd` or `nft monitor`-style tools do.
+    fn bind(group: u16) -> NflogListener {
+        let mut s = netlink_sys::Socket::new(netlink_sys::protocols::NETLINK_NETFILTER).unwrap();
+        s.bind_auto().unwrap();
+        // nlmsghdr + nfgenmsg + one attribute (NFULA_CFG_CMD, 1 byte padded to 4).
+        let mut msg = Vec::new();
+        let len: u32 = 16 + 4 + 8;
+        msg.extend(len.to_ne_bytes());
+        msg.extend(((NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_CONFIG).to_ne_bytes());
+        msg.extend((libc::NLM_F_REQUEST as u16 | libc::NLM_F_ACK as u16).to_ne_bytes());
+        msg.extend(1u32.to_ne_bytes()); // seq
+        msg.extend(0u32.to_ne_bytes()); // pid
+        msg.extend([libc::AF_UNSPEC as u8, 0]); // nfgenmsg: family, version
+        msg.extend(group.to_be_bytes()); // res_id: the group
+        msg.extend(5u16.to_ne_bytes()); // nla_len: 4 + 1
+        msg.extend(NFULA_CFG_CMD.to_ne_bytes());
+        msg.extend([NFULNL_CFG_CMD_BIND, 0, 0, 0]);
+        let kernel = netlink_sys::SocketAddr::new(0, 0);
+        s.send_to(&msg, &kernel, 0).unwrap();
+        let mut buf = vec![0u8; 8192];
+        let n = s.recv(&mut &mut buf[..], 0).unwrap();
+        // NLMSG_ERROR with errno 0: bound.
+        assert!(n >= 20, "short nflog bind reply");
+        let errno = i32::from_ne_bytes([buf[16], buf[17], buf[18], buf[19]]);
+        assert_eq!(errno, 0, "bind nflog group {group}: errno {}", -errno);
+        let tv = libc::timeval {
+            tv_sec: 5,
+            tv_usec: 0,
+        };
+        // SAFETY: a valid socket and a timeval of the right size.
+        unsafe {
+            use std::os::fd::AsRawFd;
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            );
+        }
+        NflogListener(s)
+    }
+
+    /// The prefixes of the packets logged so far (waits up to 5 s for the first).
+    fn prefixes(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        while let Ok(n) = self.0.recv(&mut &mut buf[..], 0) {
+            let mut off = 0;
+            while off + 16 <= n {
+                let len = u32::from_ne_bytes(buf[off..off + 4].try_into().unwrap()) as usize;
+                let ty = u16::from_ne_bytes(buf[off + 4..off + 6].try_into().unwrap());
+                if len < 16 || off + len > n {
+                    break;
+                }
+                if ty == (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_PACKET {
+                    let mut a = off + 20;
+                    while a + 4 <= off + len {
+                        let alen = u16::from_ne_bytes(buf[a..a + 2].try_into().unwrap()) as usize;
+                        let aty =
+                            u16::from_ne_bytes(buf[a + 2..a + 4].try_into().unwrap()) & 0x7fff;
+                        if alen < 4 {
+                            break;
+                        }
+                        if aty == NFULA_PREFIX {
+                            let v = &buf[a + 4..a + alen];
+                            let v = v.split(|b| *b == 0).next().unwrap_or(v);
+                            out.push(String::from_utf8_lossy(v).into_owned());
+                        }
+                        a += (alen + 3) & !3;
+                    }
+                }
+                off += (len + 3) & !3;
+            }
+            if !out.is_empty() {
+                break;
+            }
+        }
+        out
+    }
+}
+
+#[test]
+fn denied_packets_are_logged_to_the_nflog_group() {
+    let n = setup();
+    let pol = ingress_policy("x/deny-a", sel("pod", "a"), vec![]);
+    let opts = Options {
+        log_denied: Some(twilld::policy::compile::LogDenied { group: 7, rate: 10 }),
+        ..opts()
+    };
+    let c = compile(&model(vec![pol]), &opts);
+    n.apply(None, &c.table).unwrap();
+    let listener = n.in_node(|| NflogListener::bind(7));
+    assert!(!reach(n.pod("y/c"), n.v4("x/a"), Proto::Udp, 80));
+    let prefixes = listener.prefixes();
+    assert!(
+        prefixes.iter().any(|p| p == "twill-deny ingress x: "),
+        "nflog group 7 got {prefixes:?}"
+    );
+}
