@@ -1012,7 +1012,10 @@ fn lift_ip(family: Family, known: Option<bool>, e: &[Expr]) -> Option<(Stmt, usi
     Some((Stmt::ip(field, op, net), cmp_idx + 1))
 }
 
-fn lift_port(e: &[Expr]) -> Option<(Stmt, usize)> {
+/// What [`load_port`] emits: `meta l4proto P` compared, then a transport port loaded.
+/// Returns the protocol, the field, the register holding the port and the expressions
+/// after the load.
+fn lift_port_load(e: &[Expr]) -> Option<(L4Proto, PortField, u32, &[Expr])> {
     let [
         Expr::Meta { key, dreg },
         c1,
@@ -1022,8 +1025,7 @@ fn lift_port(e: &[Expr]) -> Option<(Stmt, usize)> {
             len: 2,
             dreg: d2,
         },
-        c2,
-        ..,
+        rest @ ..,
     ] = e
     else {
         return None;
@@ -1039,11 +1041,16 @@ fn lift_port(e: &[Expr]) -> Option<(Stmt, usize)> {
         2 => PortField::Dport,
         _ => return None,
     };
-    let (op, data) = cmp_after(Some(c2), *d2)?;
+    Some((L4Proto::from_number(*proto), field, *d2, rest))
+}
+
+fn lift_port(e: &[Expr]) -> Option<(Stmt, usize)> {
+    let (proto, field, reg, rest) = lift_port_load(e)?;
+    let (op, data) = cmp_after(rest.first(), reg)?;
     let port = u16::from_be_bytes(data.try_into().ok()?);
     Some((
         Stmt::Port {
-            proto: L4Proto::from_number(*proto),
+            proto,
             field,
             op,
             port,
@@ -1174,31 +1181,7 @@ fn lift_simple(family: Family, e: &[Expr]) -> Option<(Stmt, usize)> {
 /// `tcp dport 1000-2000`, from a `range` expression or from the `cmp gte` + `cmp lte` pair
 /// `nft` 1.0 emits.
 fn lift_port_range(e: &[Expr]) -> Option<(Stmt, usize)> {
-    let [
-        Expr::Meta { key, dreg },
-        c1,
-        Expr::Payload {
-            base: PAYLOAD_TRANSPORT,
-            offset,
-            len: 2,
-            dreg: d2,
-        },
-        rest @ ..,
-    ] = e
-    else {
-        return None;
-    };
-    if *key != META_L4PROTO {
-        return None;
-    }
-    let (CmpOp::Eq, [proto]) = cmp_after(Some(c1), *dreg)? else {
-        return None;
-    };
-    let field = match offset {
-        0 => PortField::Sport,
-        2 => PortField::Dport,
-        _ => return None,
-    };
+    let (proto, field, reg, rest) = lift_port_load(e)?;
     let port = |d: &[u8]| Some(u16::from_be_bytes(d.try_into().ok()?));
     let (lo, hi, used) = match rest {
         [
@@ -1209,7 +1192,7 @@ fn lift_port_range(e: &[Expr]) -> Option<(Stmt, usize)> {
                 to,
             },
             ..,
-        ] if sreg == d2 => (port(from)?, port(to)?, 4),
+        ] if *sreg == reg => (port(from)?, port(to)?, 4),
         [
             Expr::Cmp {
                 sreg: s1,
@@ -1222,12 +1205,12 @@ fn lift_port_range(e: &[Expr]) -> Option<(Stmt, usize)> {
                 data: to,
             },
             ..,
-        ] if s1 == d2 && s2 == d2 => (port(from)?, port(to)?, 5),
+        ] if *s1 == reg && *s2 == reg => (port(from)?, port(to)?, 5),
         _ => return None,
     };
     Some((
         Stmt::PortRange {
-            proto: L4Proto::from_number(*proto),
+            proto,
             field,
             lo,
             hi,
