@@ -9,12 +9,8 @@ use twill_net::nft::{
 use twill_testutil::traffic::{Proto, Server, ask_from};
 use twill_testutil::{Netns, require_tool};
 
-fn run<T: Send>(ns: &Netns, f: impl FnOnce() -> T + Send) -> T {
-    twill_net::netlink::Netns::open(ns.path())
-        .unwrap()
-        .run(f)
-        .unwrap()
-}
+mod common;
+use common::run;
 
 /// Conntrack only tracks a namespace once a rule needs it: a NAT statement does.
 fn enable_conntrack(ns: &Netns) {

@@ -10,12 +10,8 @@ use twill_net::nft::{self, macspoof, masq};
 use twill_testutil::traffic::{Proto, Server, ask};
 use twill_testutil::{Netns, require_tool, unique};
 
-fn run<T: Send>(ns: &Netns, f: impl FnOnce() -> T + Send) -> T {
-    twill_net::netlink::Netns::open(ns.path())
-        .unwrap()
-        .run(f)
-        .unwrap()
-}
+mod common;
+use common::run;
 
 fn nft_list(ns: &Netns, family: &str, table: &str) -> String {
     require_tool("nft", "nftables");

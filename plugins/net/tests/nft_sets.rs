@@ -13,17 +13,8 @@ use twill_net::nft::{
 };
 use twill_testutil::{Netns, require_tool};
 
-fn run<T: Send>(ns: &Netns, f: impl FnOnce() -> T + Send) -> T {
-    twill_net::netlink::Netns::open(ns.path())
-        .unwrap()
-        .run(f)
-        .unwrap()
-}
-
-fn nft_list(ns: &Netns, t: &TableRef) -> String {
-    require_tool("nft", "nftables");
-    ns.exec_ok(&["nft", "list", "table", t.family.as_str(), &t.name])
-}
+mod common;
+use common::{nft_list, run};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
