@@ -12,9 +12,9 @@
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 use twill_e2e::cluster::Cluster;
+use twill_e2e::iperf::Server;
 use twill_e2e::report;
 use twill_e2e::stats::{median, median_ci95, summarize};
 use twill_net::netlink::{Family, Handle, Netns as NlNetns};
@@ -38,28 +38,6 @@ fn target(backend: &str) -> f64 {
         "host-gw" => 0.85,
         _ => 0.70,
     }
-}
-
-/// An iperf3 server for the whole measurement, killed on drop (also when a measurement
-/// panics) so it never keeps a namespace alive.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn iperf_server(ns: &Netns) -> Server {
-    Server(
-        ns.command("iperf3")
-            .args(["-s"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start iperf3 server (apt-get install iperf3)"),
-    )
 }
 
 /// One iperf3 run from `ns` to `ip`, in bits per second; `pin` puts the client on CPU 0 and
@@ -129,7 +107,10 @@ fn throughput(backend: &'static str, conf: &str) -> Vec<Throughput> {
     for (pinned, rounds) in [(true, ROUNDS_PINNED), (false, ROUNDS_UNPINNED)] {
         // Fresh servers per placement: a server keeps the CPU affinity a pinned client
         // asked for.
-        let _servers = (iperf_server(&c.nodes[1].ns), iperf_server(&c.pods[b].ns));
+        let _servers = (
+            Server::start(&c.nodes[1].ns, None),
+            Server::start(&c.pods[b].ns, None),
+        );
         let under_run = || iperf(&c.nodes[0].ns, c.nodes[1].ip(), pinned);
         let pod_run = || iperf(&c.pods[a].ns, c.pods[b].ip, pinned);
         let (mut under, mut pods, mut ratios) = (Vec::new(), Vec::new(), Vec::new());

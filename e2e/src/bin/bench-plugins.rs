@@ -199,7 +199,14 @@ fn main() -> Result<()> {
         machine: Machine::this(),
         command: argv.join(" "),
         iterations: args.iterations,
-        ours_dir: args.ours.display().to_string(),
+        // Relative to where `make bench` runs (the repository), so the page names no path
+        // of the machine it was measured on.
+        ours_dir: std::env::current_dir()
+            .ok()
+            .and_then(|cwd| args.ours.strip_prefix(cwd).ok().map(Path::to_path_buf))
+            .unwrap_or_else(|| args.ours.clone())
+            .display()
+            .to_string(),
         reference_dir: args.reference.display().to_string(),
     };
     let rows = measure(&args)?;

@@ -25,9 +25,9 @@
 use ipnetwork::Ipv4Network;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 use twill_e2e::cluster::Cluster;
+use twill_e2e::iperf::Server;
 use twill_e2e::policy_model::{
     self, CLIENT, IPERF_PORT, Params, REMOTE, SERVER, all_on, churn_pod, generate, relabelled,
 };
@@ -303,27 +303,6 @@ impl Testbed {
     }
 }
 
-/// An iperf3 server, killed by PID on drop (also when a measurement panics).
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn iperf_server(ns: &Netns) -> Server {
-    Server(
-        ns.command("iperf3")
-            .args(["-s", "-p", &IPERF_PORT.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start iperf3 server"),
-    )
-}
-
 /// One pinned iperf3 run (client on CPU 0, server on CPU 1) from `ns` to `ip`, in bit/s.
 fn iperf(ns: &Netns, ip: Ipv4Addr) -> f64 {
     let args = [
@@ -373,7 +352,7 @@ fn throughput(bed: &Testbed, model: &Model, rounds: usize) -> Vec<Throughput> {
         })
     };
     let unload = || bed.in_node(delete_table);
-    let _server = iperf_server(&bed.server);
+    let _server = Server::start(&bed.server, Some(IPERF_PORT));
     let mut out = Vec::new();
     for (path, client, clients_chain) in [
         (
