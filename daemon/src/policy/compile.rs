@@ -178,10 +178,6 @@ fn l4(p: Protocol) -> L4Proto {
     }
 }
 
-fn addr_match(field: AddrField, op: CmpOp, net: ipnetwork::IpNetwork) -> Stmt {
-    Stmt::ip(field, op, net)
-}
-
 /// Compiles `model` for the node `opts.node`.
 pub fn compile(model: &Model, opts: &Options) -> Compiled {
     let idx = Index::new(model);
@@ -367,11 +363,8 @@ impl<'a> Compiler<'a> {
                 let mut elements = vmaps.remove(&(dir, *fam)).unwrap_or_default();
                 elements.sort_by(|a, b| a.key.cmp(&b.key));
                 maps.push(Set {
-                    name,
-                    key: vec![fam.addr_key()],
-                    vmap: true,
-                    comment: None,
                     elements,
+                    ..Set::vmap(&name, vec![fam.addr_key()])
                 });
             }
             base.push(chain);
@@ -516,11 +509,8 @@ impl<'a> Compiler<'a> {
                 let elements = addr_elements(local.iter().copied(), *fam);
                 objs.sets.push(name.clone());
                 self.sets.push(Set {
-                    name,
-                    key: vec![fam.addr_key()],
-                    vmap: false,
-                    comment: None,
                     elements,
+                    ..Set::new(&name, vec![fam.addr_key()])
                 });
             }
         }
@@ -564,11 +554,6 @@ impl<'a> Compiler<'a> {
                 _ => None,
             })
             .collect();
-        let peer_pods = if has_selector_peers {
-            self.selector_peer_pods(&pol.namespace, rule)
-        } else {
-            Vec::new()
-        };
         let named: Vec<(&str, Protocol)> = rule
             .ports
             .iter()
@@ -585,7 +570,7 @@ impl<'a> Compiler<'a> {
                 Direction::Ingress => local.to_vec(),
                 Direction::Egress if rule.peers.is_empty() => self.idx.all.clone(),
                 Direction::Egress => {
-                    let mut t = peer_pods.clone();
+                    let mut t = self.selector_peer_pods(&pol.namespace, rule);
                     if !blocks.is_empty() {
                         t.extend(self.idx.all.iter().copied().filter(|p| {
                             p.ips
@@ -627,11 +612,8 @@ impl<'a> Compiler<'a> {
                 let elements = self.peer_elements(&pol.namespace, rule, *fam);
                 objs.sets.push(name.clone());
                 self.sets.push(Set {
-                    name: name.clone(),
-                    key: vec![fam.addr_key()],
-                    vmap: false,
-                    comment: None,
                     elements,
+                    ..Set::new(&name, vec![fam.addr_key()])
                 });
                 peer_matches.push(vec![Stmt::Lookup {
                     fields: vec![match peer_field {
@@ -647,11 +629,11 @@ impl<'a> Compiler<'a> {
                     continue;
                 }
                 for half in whole_family_halves(b.cidr) {
-                    let mut m = vec![addr_match(peer_field, CmpOp::Eq, half)];
+                    let mut m = vec![Stmt::ip(peer_field, CmpOp::Eq, half)];
                     m.extend(
                         b.except
                             .iter()
-                            .map(|e| addr_match(peer_field, CmpOp::Neq, *e)),
+                            .map(|e| Stmt::ip(peer_field, CmpOp::Neq, *e)),
                     );
                     peer_matches.push(m);
                 }
@@ -677,14 +659,14 @@ impl<'a> Compiler<'a> {
                 }
                 objs.sets.push(name.clone());
                 self.sets.push(Set {
-                    name: name.clone(),
-                    key: vec![fam.addr_key(), KeyType::InetProto, KeyType::InetService],
-                    vmap: false,
-                    comment: None,
                     elements: elements
                         .into_iter()
                         .map(|key| SetElem { key, verdict: None })
                         .collect(),
+                    ..Set::new(
+                        &name,
+                        vec![fam.addr_key(), KeyType::InetProto, KeyType::InetService],
+                    )
                 });
                 ports.push(vec![Stmt::Lookup {
                     fields: vec![fam.daddr(), Field::L4Proto, Field::ThDport],
