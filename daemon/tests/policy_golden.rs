@@ -60,11 +60,7 @@ pub fn golden_model() -> Model {
             },
         );
     }
-    let sel = |k: &str, v: &str| {
-        let mut s = Selector::default();
-        s.match_labels.insert(k.into(), v.into());
-        s
-    };
+    let sel = |k: &str, v: &str| Selector::labels(&[(k, v)]);
     let web = NetworkPolicy {
         namespace: "x".into(),
         name: "web".into(),

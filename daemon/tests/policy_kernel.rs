@@ -157,9 +157,7 @@ fn model(policies: Vec<NetworkPolicy>) -> Model {
 }
 
 fn sel(k: &str, v: &str) -> Selector {
-    let mut s = Selector::default();
-    s.match_labels.insert(k.into(), v.into());
-    s
+    Selector::labels(&[(k, v)])
 }
 
 fn ingress_policy(key: &str, selector: Selector, rules: Vec<PolicyRule>) -> NetworkPolicy {

@@ -168,10 +168,7 @@ fn labels(kv: &[(&str, &str)]) -> Labels {
 }
 
 fn sel(kv: &[(&str, &str)]) -> Selector {
-    Selector {
-        match_labels: labels(kv),
-        match_expressions: vec![],
-    }
+    Selector::labels(kv)
 }
 
 fn expr(key: &str, op: SelectorOp, values: &[&str]) -> Selector {

@@ -18,10 +18,7 @@ pub(crate) fn labels(kv: &[(&str, &str)]) -> Labels {
 }
 
 pub(crate) fn sel(kv: &[(&str, &str)]) -> Selector {
-    Selector {
-        match_labels: labels(kv),
-        match_expressions: vec![],
-    }
+    Selector::labels(kv)
 }
 
 pub(crate) struct M(pub Model);

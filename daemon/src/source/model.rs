@@ -168,6 +168,17 @@ pub struct Selector {
 }
 
 impl Selector {
+    /// `matchLabels` only: every `(key, value)` pair must be present.
+    pub fn labels(kv: &[(&str, &str)]) -> Selector {
+        Selector {
+            match_labels: kv
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            match_expressions: Vec::new(),
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.match_labels.is_empty() && self.match_expressions.is_empty()
     }
