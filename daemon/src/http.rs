@@ -223,12 +223,29 @@ fn policy_view(
         ))
 }
 
-/// The table as the kernel holds it now (for counters); `None` if it cannot be read.
+/// The engine's chains as the kernel holds them now, rules only (for counters); `None` if
+/// they cannot be read. Sets are left out: their elements say nothing about counters.
 async fn kernel_table() -> Option<twill_net::nft::Table> {
     tokio::task::spawn_blocking(|| {
-        twill_net::nft::read_table(&crate::policy::apply::table_ref())
-            .ok()
-            .flatten()
+        let t = crate::policy::apply::table_ref();
+        let rules = twill_net::nft::table_rules(&t).ok()?;
+        let mut chains: Vec<twill_net::nft::Chain> = Vec::new();
+        for (chain, r) in rules {
+            match chains.last_mut() {
+                Some(c) if c.name == chain => c.rules.push(r.rule),
+                _ => {
+                    let mut c = twill_net::nft::Chain::regular(&chain);
+                    c.rules.push(r.rule);
+                    chains.push(c);
+                }
+            }
+        }
+        Some(twill_net::nft::Table {
+            family: t.family,
+            name: t.name,
+            chains,
+            sets: Vec::new(),
+        })
     })
     .await
     .ok()

@@ -315,6 +315,11 @@ fn netctl_policy_explains(h: &Harness) {
         show["selected"][0].as_str().unwrap().starts_with("x/a "),
         "{show}"
     );
+    // The probes before this let x/b reach x/a on node 1: its rules counted them.
+    assert!(
+        show["summary"]["packets"].as_u64().unwrap() > 0,
+        "accepted packets on node1: {show}"
+    );
     let peers = show["rules"][0]["peers"][0]["pods"].as_array().unwrap();
     assert_eq!(peers.len(), 2, "x/a and x/b are the peers: {show}");
     // y/a (node 2) -> x/a (node 1): denied on x/a's node, by the ingress side.

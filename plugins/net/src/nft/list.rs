@@ -238,6 +238,18 @@ pub fn list_rules(table: &TableRef, chain: &str) -> Result<Vec<ListedRule>, NftE
         .collect())
 }
 
+/// Every rule of a table with the name of its chain, in one dump: what counters need,
+/// without the sets and their elements (a table read for counters alone would carry every
+/// element of every set). A missing table has no rules.
+pub fn table_rules(table: &TableRef) -> Result<Vec<(String, ListedRule)>, NftError> {
+    let what = format!("list rules of table {table}");
+    let d = match rules_dump(table, None, &what) {
+        Err(e) if e.is_not_found() => return Ok(Vec::new()),
+        other => other?,
+    };
+    parse_rules(table, &d, &what)
+}
+
 /// The rules of a chain whose comment is exactly `comment`.
 pub fn rules_with_comment(
     table: &TableRef,

@@ -36,7 +36,9 @@ pub(crate) mod sock;
 mod tx;
 mod wire;
 
-pub use list::{chain_exists, list_rules, list_sets, read_table, rules_with_comment, table_exists};
+pub use list::{
+    chain_exists, list_rules, list_sets, read_table, rules_with_comment, table_exists, table_rules,
+};
 pub use model::{
     AddrField, BaseChain, Chain, ChainType, CmpOp, CtState, Family, Field, Hook, IfField, KeyPart,
     KeyType, L4Proto, LimitUnit, ListedRule, Policy, PortField, Rule, Set, SetElem, Stmt, Table,
